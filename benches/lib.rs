@@ -1,0 +1,1 @@
+//! Criterion benches (being written)

@@ -1,0 +1,92 @@
+//! Command-line parts shared by every server: the flags, size parsing, and errors that fit on
+//! one line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+use clap::{Args, Parser};
+
+/// The flags every echo server takes. Flatten it into a lab's own `Cli`.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// TCP address to listen on; port 0 picks a free port (the "listening" line says which).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: SocketAddr,
+
+    /// Listen on a Unix-domain socket at PATH instead of TCP.
+    #[arg(long, value_name = "PATH", conflicts_with = "addr")]
+    pub unix: Option<PathBuf>,
+
+    /// listen(2) backlog: how many finished handshakes may wait for accept(). The kernel caps it
+    /// at net.core.somaxconn.
+    #[arg(long, default_value_t = 16384)]
+    pub backlog: i32,
+
+    /// Unsent bytes one connection may hold before the server stops reading from it until it
+    /// drains (a client that sends and never reads cannot grow the server's memory).
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub max_pending: usize,
+}
+
+/// Parses the command line. `--help` and `--version` print as usual; any other error prints a
+/// single line (`NAME: error: ...; see --help`) and exits with status 2.
+pub fn parse_args<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            let name = T::command().get_name().to_string();
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("{name}: error: {first}; see {name} --help");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Parses a byte count: `4096`, `64k`, `64K`, `64KiB`, `1M`, `1MiB`, `2G`. The suffixes are
+/// powers of 1024.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(digits_end);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 4096, 64k or 1MiB)"))?;
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown size suffix '{suffix}' (use k, M or G)"
+            ))
+        }
+    };
+    number
+        .checked_mul(1usize << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("12x").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+}

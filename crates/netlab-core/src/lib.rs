@@ -1,0 +1,29 @@
+//! netlab-core: the parts every netlab server does the same way, written once.
+//!
+//! A lab file shows one way of waiting for I/O; everything else lives here:
+//!
+//! | module       | what it holds                                                        |
+//! |--------------|----------------------------------------------------------------------|
+//! | [`cli`]      | the shared server flags, size parsing (`64k`, `1MiB`), one-line errors |
+//! | [`listener`] | the listening socket (TCP or Unix, built with socket2) and [`Stream`]  |
+//! | [`echo`]     | the per-connection echo buffer: [`EchoConn`], [`Step`], [`Want`]       |
+//! | [`signals`]  | SIGINT/SIGTERM/SIGUSR1 as a flag plus a self-pipe a wait loop can watch |
+//! | [`server`]   | [`Server`]: bind, announce the "listening" line, count, summarise      |
+//! | [`procfs`]   | /proc probes: CPU ticks, context switches, RSS, open fds, state        |
+//! | [`process`]  | `fork` and friends, the one place process creation is `unsafe`         |
+//!
+//! Raw libc calls and `unsafe` stay in this crate, each with a `// SAFETY:` reason.
+
+pub mod cli;
+pub mod echo;
+pub mod listener;
+pub mod process;
+pub mod procfs;
+pub mod server;
+pub mod signals;
+
+pub use cli::{parse_args, parse_size, ServerArgs};
+pub use echo::{EchoConn, Step, Want};
+pub use listener::{is_fd_exhausted, AcceptPause, Listener, Stream};
+pub use server::{exit_on_error, Model, Server, Stats};
+pub use signals::Signals;

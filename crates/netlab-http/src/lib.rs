@@ -1,0 +1,1 @@
+//! netlab-http (being written)

@@ -1,0 +1,1 @@
+//! netlab-loadgen (being written)
