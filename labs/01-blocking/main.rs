@@ -1,5 +1,181 @@
-//! Being written; this file is replaced by the lab it names.
+//! # Lab 01: a blocking echo server, one client at a time or one thread per client
+//!
+//! ```text
+//! cargo run --release --bin echo-blocking                      # a thread per connection
+//! cargo run --release --bin echo-blocking -- --mode iterative  # one client at a time
+//! strace -f -tt -e trace=accept4,recvfrom,sendto,clone3,close -p PID
+//! ```
+//!
+//! What to look for: every call waits. `accept4` sleeps until a client connects, `recvfrom`
+//! until it sends, `sendto` until the socket buffer has room. Nothing else happens in that
+//! thread meanwhile.
+//!
+//! - `--mode iterative`: connect a second `nc` while the first is open: it connects (the kernel
+//!   finishes the handshake and queues it, up to the listen backlog) but gets no echo until the
+//!   first client leaves. That is the problem every later lab solves.
+//! - `--mode threads`: each connection gets its own thread (`clone3` in strace, `-f` to follow
+//!   it), so a slow client blocks only itself. The cost: a thread per connection, each with its
+//!   own stack (2 MiB of address space reserved by Rust, touched only as used), and a context
+//!   switch for every wake-up (see `voluntary_ctxt_switches` in /proc/PID/status).
+//!
+//! A client that never reads needs no special care here: `sendto` blocks when its buffer is
+//! full, so the thread stops reading too. The kernel's buffers are the only memory it holds.
+//!
+//! Compare with the next lab: `diff labs/01-blocking/main.rs labs/02-select/main.rs`.
+
+use std::collections::HashMap;
+use std::net::Shutdown;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use netlab_core::echo::READ_CHUNK;
+use netlab_core::{
+    exit_on_error, is_fd_exhausted, parse_args, EchoConn, Model, Server, ServerArgs, Stats, Step,
+    Stream,
+};
+
+/// Blocking echo server: one client at a time, or one thread per client.
+#[derive(Parser)]
+#[command(name = "echo-blocking", version)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// iterative: serve one client at a time; threads: a thread per connection.
+    #[arg(long, value_enum, default_value_t = Mode::Threads)]
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Iterative,
+    Threads,
+}
+
 fn main() {
-    eprintln!("not built yet");
-    std::process::exit(1);
+    let cli: Cli = parse_args();
+    exit_on_error("echo-blocking", run(cli));
+}
+
+/// The connections being served, so a stop request can wake the threads blocked on them.
+#[derive(Default)]
+struct Open {
+    streams: HashMap<u64, Stream>,
+    closing: bool,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let model = Model {
+        name: "blocking",
+        trace: "accept4,recvfrom,sendto,clone3,close",
+    };
+    let server = Server::start(model, &cli.server)?;
+    let open = Mutex::new(Open::default());
+
+    std::thread::scope(|scope| {
+        scope.spawn(|| watch_signals(&server, &open));
+        for id in 0.. {
+            let Some(stream) = accept(&server) else {
+                continue;
+            };
+            let Some(registered) = register(&open, id, &stream) else {
+                break;
+            }; // stopping
+            registered?;
+            Stats::add(&server.stats.connections, 1);
+            match cli.mode {
+                // The next client waits in the accept queue until this one is done.
+                Mode::Iterative => serve(&server, &open, id, stream),
+                Mode::Threads => {
+                    let (server, open) = (&server, &open);
+                    std::thread::Builder::new()
+                        .name(format!("conn-{id}"))
+                        .spawn_scoped(scope, move || serve(server, open, id, stream))?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?; // the scope joins every connection thread before we get here
+    server.finish();
+    Ok(())
+}
+
+/// Blocks in `accept4` until a client connects. On EMFILE the connection stays queued and
+/// accept would fail again at once: sleep a little instead of spinning.
+fn accept(server: &Server) -> Option<Stream> {
+    match server.listener.accept() {
+        Ok(stream) => Some(stream),
+        Err(e) if is_fd_exhausted(&e) => {
+            eprintln!("echo-blocking: accept4: {e}; retrying in 100 ms");
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }
+        Err(e) => {
+            eprintln!("echo-blocking: accept4: {e}");
+            None
+        }
+    }
+}
+
+/// Records a second handle on the connection, so [`watch_signals`] can shut it down. `None`
+/// when the server is stopping (the connection is dropped, which closes it).
+fn register(open: &Mutex<Open>, id: u64, stream: &Stream) -> Option<std::io::Result<()>> {
+    let mut open = open.lock().unwrap();
+    if open.closing {
+        return None;
+    }
+    Some(stream.try_clone().map(|clone| {
+        open.streams.insert(id, clone);
+    }))
+}
+
+/// Echoes one client until it closes: read, then write all of it back, then read again.
+fn serve(server: &Server, open: &Mutex<Open>, id: u64, stream: Stream) {
+    let mut conn = EchoConn::new(stream, server.max_pending);
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let result = echo(&server.stats, &mut conn, &mut scratch);
+    if result.is_err() {
+        Stats::add(&server.stats.errors, 1); // ECONNRESET, EPIPE: only this connection ends
+    }
+    open.lock().unwrap().streams.remove(&id);
+}
+
+/// The echo loop of a blocking server: each call waits until it can do its work.
+fn echo(stats: &Stats, conn: &mut EchoConn, scratch: &mut [u8]) -> std::io::Result<()> {
+    loop {
+        if conn.read_once(scratch)? == Step::Eof {
+            return Ok(());
+        }
+        while conn.pending() > 0 {
+            if let Step::Moved(n) = conn.write_once()? {
+                Stats::add(&stats.bytes, n as u64);
+            }
+        }
+    }
+}
+
+/// Waits for SIGINT/SIGTERM (SIGUSR1: print the counters). Signal handlers are installed with
+/// SA_RESTART, so the blocked `accept4` and `recvfrom` calls would not notice the signal: wake
+/// each connection thread by shutting its socket down (its read returns end of file), and the
+/// accepting thread by connecting to our own listener.
+fn watch_signals(server: &Server, open: &Mutex<Open>) {
+    loop {
+        server.signals.wait();
+        if server.signals.take_report() {
+            server.report();
+        }
+        if server.signals.stop_requested() {
+            break;
+        }
+    }
+    let mut open = open.lock().unwrap();
+    open.closing = true;
+    for stream in open.streams.values() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    drop(open);
+    if let Err(e) = server.listener.knock() {
+        eprintln!("echo-blocking: could not wake the accepting thread: {e}");
+    }
 }

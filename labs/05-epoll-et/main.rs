@@ -1,5 +1,211 @@
-//! Being written; this file is replaced by the lab it names.
+//! # Lab 05: an echo server on `epoll`, edge-triggered
+//!
+//! ```text
+//! cargo run --release --bin echo-epoll-et
+//! strace -f -tt -e trace=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close -p PID
+//! ```
+//!
+//! What to look for: each connection is registered once with `EPOLLIN|EPOLLOUT|EPOLLET` and never
+//! modified: no `EPOLL_CTL_MOD` at all, unlike the level-triggered lab. The price is on the other
+//! side: edge-triggered means "tell me when something changes", not "while it is true". Bytes
+//! left unread are never reported again, so after each wake-up the server reads until
+//! `recvfrom(...) = -1 EAGAIN` and accepts until `accept4(...) = -1 EAGAIN`: one extra syscall
+//! per wake-up that says "nothing more".
+//!
+//! See it go wrong: `--broken-read-once` reads once per wake-up, as the level-triggered server
+//! does. Send a message larger than one read (64 KiB) and then wait for the echo, e.g.
+//! `head -c 1000000 /dev/zero | nc -q 5 127.0.0.1 7000 | wc -c`: the tail of the message sits in
+//! the socket, unseen, until the client sends something else.
+//!
+//! Compare with the previous lab: `diff labs/04-epoll-lt/main.rs labs/05-epoll-et/main.rs`.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+
+use clap::Parser;
+use netlab_core::echo::READ_CHUNK;
+use netlab_core::{
+    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
+    Stats, Step, Want,
+};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+/// Echo server on epoll, edge-triggered: register once, then drain every socket until EAGAIN.
+#[derive(Parser)]
+#[command(name = "echo-epoll-et", version)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Lab only: read once per wake-up instead of until EAGAIN, to watch edge-triggered stall.
+    #[arg(long)]
+    broken_read_once: bool,
+}
+
 fn main() {
-    eprintln!("not built yet");
-    std::process::exit(1);
+    let cli: Cli = parse_args();
+    exit_on_error("echo-epoll-et", run(cli));
+}
+
+/// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
+const LISTENER: u64 = u64::MAX;
+const SIGNALS: u64 = u64::MAX - 1;
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let model = Model {
+        name: "epoll-et",
+        trace: "epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close",
+    };
+    let server = Server::start(model, &cli.server)?;
+    server.listener.set_nonblocking(true)?;
+    if cli.broken_read_once {
+        eprintln!("echo-epoll-et: --broken-read-once: reading once per wake-up; large messages will stall");
+    }
+
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(
+        &server.listener,
+        EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, LISTENER),
+    )?;
+    epoll.add(
+        server.signals.wake_fd(),
+        EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
+    )?;
+
+    // Indexed by fd, so `recvfrom(7, ...)` in strace is `conns[&7]` here.
+    let mut conns: HashMap<RawFd, EchoConn> = HashMap::new();
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut pause = AcceptPause::default();
+    let mut accept_waiting = false;
+
+    'serve: loop {
+        // After EMFILE, connections wait in the accept queue and no new edge will announce them:
+        // come back for them once a connection has closed or the pause is over.
+        if accept_waiting && !pause.is_paused() {
+            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause)?;
+        }
+        let timeout = EpollTimeout::try_from(pause.wait_timeout_ms()).unwrap_or(EpollTimeout::NONE);
+        let ready = match epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue, // a signal arrived; epoll_wait is never restarted
+            Err(e) => return Err(e.into()),
+        };
+        for event in &events[..ready] {
+            match event.data() {
+                LISTENER => accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause)?,
+                SIGNALS => {
+                    server.signals.drain();
+                    if server.signals.take_report() {
+                        server.report();
+                    }
+                    if server.signals.stop_requested() {
+                        break 'serve;
+                    }
+                }
+                fd => on_event(
+                    &server.stats,
+                    &mut conns,
+                    &mut pause,
+                    fd as RawFd,
+                    &mut scratch,
+                    cli.broken_read_once,
+                ),
+            }
+        }
+    }
+    drop(conns); // close(2) every connection
+    server.finish();
+    Ok(())
+}
+
+/// Accepts until EAGAIN: the edge announced "at least one", and there may be many. Returns true
+/// when EMFILE left connections waiting in the queue.
+fn accept_all(
+    server: &Server,
+    epoll: &Epoll,
+    conns: &mut HashMap<RawFd, EchoConn>,
+    pause: &mut AcceptPause,
+) -> anyhow::Result<bool> {
+    loop {
+        match server.listener.accept_nonblocking() {
+            Ok(stream) => {
+                let fd = stream.as_raw_fd();
+                // Registered once for both directions; never modified.
+                epoll.add(&stream, EpollEvent::new(interest(), fd as u64))?;
+                conns.insert(fd, EchoConn::new(stream, server.max_pending));
+                Stats::add(&server.stats.connections, 1);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if is_fd_exhausted(&e) => {
+                if pause.pause() {
+                    eprintln!(
+                        "echo-epoll-et: accept4: {e}; not accepting until a connection closes"
+                    );
+                }
+                return Ok(true);
+            }
+            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
+            Err(e) => eprintln!("echo-epoll-et: accept4: {e}"),
+        }
+    }
+}
+
+/// One connection had an edge: echo until the socket says EAGAIN, close when done.
+fn on_event(
+    stats: &Stats,
+    conns: &mut HashMap<RawFd, EchoConn>,
+    pause: &mut AcceptPause,
+    fd: RawFd,
+    scratch: &mut [u8],
+    broken_read_once: bool,
+) {
+    let Some(conn) = conns.get_mut(&fd) else {
+        return;
+    };
+    match echo(stats, conn, scratch, broken_read_once) {
+        Ok(Want::Close) => {}
+        Ok(_) => return,                        // the next edge brings us back
+        Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
+    }
+    // Closing the fd also removes it from the epoll interest list (no other fd refers to it).
+    conns.remove(&fd);
+    pause.resume();
+}
+
+/// The echo step, edge-triggered: alternate reads and writes until both sides are stuck: the
+/// read side at EAGAIN (or at the unsent cap, or end of file), the write side at EAGAIN (or with
+/// nothing left to send). Whatever we leave behind, no edge will remind us of.
+fn echo(
+    stats: &Stats,
+    conn: &mut EchoConn,
+    scratch: &mut [u8],
+    broken_read_once: bool,
+) -> std::io::Result<Want> {
+    let mut read_blocked = false;
+    loop {
+        let may_read = matches!(conn.want(), Want::Read | Want::ReadWrite);
+        if may_read && !read_blocked && conn.read_once(scratch)? == Step::WouldBlock {
+            read_blocked = true;
+        }
+        let wrote = conn.write_once()?;
+        if let Step::Moved(n) = wrote {
+            Stats::add(&stats.bytes, n as u64);
+        }
+        let want = conn.want();
+        if broken_read_once || want == Want::Close {
+            return Ok(want);
+        }
+        let reading_done = read_blocked || !matches!(want, Want::Read | Want::ReadWrite);
+        let writing_done = conn.pending() == 0 || wrote == Step::WouldBlock;
+        if reading_done && writing_done {
+            return Ok(want);
+        }
+    }
+}
+
+/// Edge-triggered interest never changes with the connection's wish: both directions, once.
+fn interest() -> EpollFlags {
+    EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET
 }
