@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system tools netlab's tests and scripts use, from Debian's packages, when missing:
+# strace (the trace walkthrough and its test), curl (the file server's tests), perf (syscall
+# counts in the load generator's reports; optional, the reports say when it is absent).
+# Needs root or sudo for apt-get; prints what it would install otherwise.
+set -euo pipefail
+
+declare -A package_of=([strace]=strace [curl]=curl [perf]=linux-perf)
+missing=()
+for tool in strace curl perf; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "setup: not root and no sudo: install ${missing[*]} yourself" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# perf is optional: a machine without a linux-perf package still runs every test.
+required=(); for p in "${missing[@]}"; do [ "$p" = linux-perf ] || required+=("$p"); done
+[ ${#required[@]} -eq 0 ] || $sudo apt-get install -y -qq --no-install-recommends "${required[@]}"
+if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
+  $sudo apt-get install -y -qq --no-install-recommends linux-perf || echo "setup: linux-perf not available; reports will mark syscall counts absent" >&2
+fi
