@@ -57,7 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     drop(report_write); // only the orphan's copy is left: EOF means it has exited
 
     let status = waitpid(parent, None)?;
-    println!("top {top}: waitpid({parent}) -> {status:?}");
+    println!("top {top}: waitpid({parent}) -> {}", describe(status));
     let mut report = String::new();
     report_read.read_to_string(&mut report)?;
     let [orphan, before, after] = parse_report(&report)?;
@@ -115,7 +115,10 @@ fn adopted_by_us(top: Pid, orphan: Pid, after: Pid) -> anyhow::Result<()> {
     }
     // We never forked it, yet it is our child now: waitpid works on it.
     let status = waitpid(orphan, None)?;
-    println!("top {top}: waitpid({orphan}) -> {status:?}  (a grandchild, reaped by its subreaper)");
+    println!(
+        "top {top}: waitpid({orphan}) -> {}  (a grandchild, reaped by its subreaper)",
+        describe(status)
+    );
     if !matches!(status, WaitStatus::Exited(_, 0)) {
         bail!("the orphan did not exit cleanly: {status:?}");
     }
@@ -188,6 +191,13 @@ fn parse_report(report: &str) -> anyhow::Result<[i32; 3]> {
     numbers
         .try_into()
         .map_err(|_| anyhow::anyhow!("the orphan sent no report (it printed why above)"))
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        other => format!("{other:?}"),
+    }
 }
 
 fn name(pid: Pid) -> String {

@@ -106,7 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             outcome.zombies_left
         );
         if strategy == Strategy::DoubleFork {
-            println!("{:<18} ({} orphaned workers came back to this demo, the subreaper, and were reaped)", "", outcome.adopted);
+            let adopted = outcome.adopted;
+            println!("  (its {adopted} workers were orphaned at once, came back to this demo, the");
+            println!("   subreaper, and were reaped here)");
         }
         if let Some(problem) = check(strategy, n, &outcome) {
             failures.push(format!("{}: {problem}", name(strategy)));
