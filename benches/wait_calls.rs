@@ -1,0 +1,154 @@
+//! The cost of ONE wait call, `select`, `poll` or `epoll_wait`, when N sockets are watched for
+//! reading and exactly one of them is ready, for N = 1, 10, 100, 1000. This is the lab's central
+//! fact made into numbers: `select` and `poll` hand the kernel the whole set on every call and
+//! the kernel asks every socket "are you ready?", so their cost grows with N even though only
+//! one socket has anything to say; `epoll` keeps the interest list in the kernel and a ready
+//! list, so `epoll_wait` costs the ready sockets, not the watched ones. Sockets are
+//! `UnixStream::pair()` ends (no TCP: a Unix socket's poll callback is cheaper than TCP's, so
+//! the per-fd slope here is a lower bound for TCP servers). Run it with
+//! `cargo bench -p netlab-benches --bench wait_calls`.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::select::{select, FdSet, FD_SETSIZE};
+use nix::sys::time::TimeVal;
+
+/// Watched-socket counts. `select` cannot watch an fd >= FD_SETSIZE (1024), so the largest set
+/// stops at 1000 and every watched fd of this process stays below 1024.
+const WATCHED: [usize; 4] = [1, 10, 100, 1000];
+
+/// A timeout none of the calls should ever reach (one socket is always ready); it is only there
+/// so a broken setup fails loudly instead of hanging the bench.
+/// (A whole number of seconds: select's `tv_usec` must stay below 1_000_000.)
+const TIMEOUT_MS: u16 = 1000;
+
+fn wait_calls(c: &mut Criterion) {
+    raise_fd_limit();
+    let mut group = c.benchmark_group("wait_calls");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+
+    for n in WATCHED {
+        let sockets = Sockets::new(n);
+        let watched = sockets.watched();
+
+        group.bench_with_input(BenchmarkId::new("select", n), &n, |b, _| {
+            b.iter(|| {
+                // select() overwrites the set with its answer: a real loop rebuilds it every
+                // turn, so the rebuild is part of the cost.
+                let mut readable = FdSet::new();
+                for socket in watched {
+                    readable.insert(socket.as_fd());
+                }
+                // Linux writes the time left back into the timeout: reset it too.
+                let mut timeout = TimeVal::new(i64::from(TIMEOUT_MS / 1000), 0);
+                // nfds = None: nix passes the highest fd in the set plus one.
+                let ready = select(None, &mut readable, None, None, &mut timeout).expect("select");
+                assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                black_box(ready)
+            })
+        });
+
+        group.bench_with_input(BenchmarkId::new("poll", n), &n, |b, _| {
+            // poll() reads `events` and writes `revents`, so the same array goes in every call,
+            // but all of it: the kernel copies and checks every entry.
+            let mut fds: Vec<PollFd> = watched
+                .iter()
+                .map(|socket| PollFd::new(socket.as_fd(), PollFlags::POLLIN))
+                .collect();
+            b.iter(|| {
+                let ready = poll(&mut fds, PollTimeout::from(TIMEOUT_MS)).expect("poll");
+                assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                black_box(ready)
+            })
+        });
+
+        group.bench_with_input(BenchmarkId::new("epoll_wait", n), &n, |b, _| {
+            // Registered once, outside the timed loop, as a server does at accept time. The
+            // epoll fd is created here, after the sockets, so it never counts towards select.
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
+            for socket in watched {
+                let fd = socket.as_raw_fd() as u64;
+                epoll
+                    .add(socket, EpollEvent::new(EpollFlags::EPOLLIN, fd))
+                    .expect("epoll_ctl(EPOLL_CTL_ADD)");
+            }
+            // Room for a few events: the call returns as many as are ready (one), not N.
+            let mut events = [EpollEvent::empty(); 8];
+            b.iter(|| {
+                let ready = epoll
+                    .wait(&mut events, EpollTimeout::from(TIMEOUT_MS))
+                    .expect("epoll_wait");
+                // Level-triggered: the unread byte puts the socket back on the ready list
+                // after every report, so every call finds it.
+                assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                black_box(ready)
+            })
+        });
+    }
+    group.finish();
+}
+
+/// N watched sockets: the ends of ceil(N/2) Unix socket pairs, taken in creation order. Both
+/// ends of an idle pair are idle for reading (nothing was written either way), so the watched
+/// fds are numbered densely from the lowest free fd up, which keeps 1000 of them below 1024.
+struct Sockets {
+    /// Every end, watched or not, in creation (and so fd) order; the first `watched` are watched.
+    ends: Vec<UnixStream>,
+    watched: usize,
+}
+
+impl Sockets {
+    fn new(watched: usize) -> Sockets {
+        let mut ends = Vec::with_capacity(watched + 1);
+        while ends.len() < watched {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            ends.push(a);
+            ends.push(b);
+        }
+        // The ready socket is the last watched one, which has the highest fd: select and poll
+        // check the fds in order, and until they meet a ready one they also hang a wait-queue
+        // entry on each socket (in case they have to sleep), so this is the full price of a
+        // wake-up when most connections are idle. One byte is written to its peer and never
+        // read, so it stays readable (level-triggered) for every call.
+        let ready = watched - 1;
+        let peer = ready ^ 1; // a pair's ends sit at 2k and 2k + 1
+        (&ends[peer]).write_all(b"x").expect("write the ready byte");
+
+        let highest = ends[ready].as_raw_fd();
+        assert!(
+            ends[..watched].iter().all(|s| s.as_raw_fd() <= highest),
+            "fds were not handed out in increasing order"
+        );
+        assert!(
+            (highest as usize) < FD_SETSIZE,
+            "fd {highest} is beyond FD_SETSIZE ({FD_SETSIZE}): select cannot watch it"
+        );
+        Sockets { ends, watched }
+    }
+
+    fn watched(&self) -> &[UnixStream] {
+        &self.ends[..self.watched]
+    }
+}
+
+/// 1000 watched sockets need ~1000 fds plus their peers; the default soft RLIMIT_NOFILE is often
+/// 1024. Raising the soft limit up to the hard limit needs no privilege.
+fn raise_fd_limit() {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit(RLIMIT_NOFILE)");
+    }
+}
+
+criterion_group!(benches, wait_calls);
+criterion_main!(benches);
