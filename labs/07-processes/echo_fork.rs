@@ -73,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         name: "fork",
         trace: "accept4,clone,wait4,kill,close,exit_group",
     };
+    // Before the "listening" line, so the parent's descriptors are all open once it prints.
+    let reports = ChildReports::new()?;
     let server = Server::start(model, &cli.server)?;
 
     // SA_RESTART or EINTR? With SA_RESTART the kernel restarts a blocking accept4 after the
@@ -91,7 +93,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // second (`= -1 EAGAIN` in strace) bounds that wait.
     setsockopt(&server.listener, ReceiveTimeout, &TimeVal::seconds(1))?;
 
-    let reports = ChildReports::new()?;
     let mut children: HashSet<Pid> = HashSet::new();
     loop {
         server.signals.drain(); // nobody polls the wake pipe here; keep it from filling
