@@ -23,8 +23,8 @@
 //!
 //! Compare with the next lab: `diff labs/01-blocking/main.rs labs/02-select/main.rs`.
 
-use std::collections::HashMap;
-use std::net::Shutdown;
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ use netlab_core::{
     exit_on_error, is_fd_exhausted, parse_args, EchoConn, Model, Server, ServerArgs, Stats, Step,
     Stream,
 };
+use nix::sys::socket::{shutdown, Shutdown};
 
 /// Blocking echo server: one client at a time, or one thread per client.
 #[derive(Parser)]
@@ -58,10 +59,12 @@ fn main() {
     exit_on_error("echo-blocking", run(cli));
 }
 
-/// The connections being served, so a stop request can wake the threads blocked on them.
+/// The sockets being served, so a stop request can wake the threads blocked on them. A socket
+/// is listed only while its thread owns it open (it leaves the list before it closes), so the
+/// fd cannot be closed and reused under the watcher's feet.
 #[derive(Default)]
 struct Open {
-    streams: HashMap<u64, Stream>,
+    sockets: HashSet<RawFd>,
     closing: bool,
 }
 
@@ -75,23 +78,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     std::thread::scope(|scope| {
         scope.spawn(|| watch_signals(&server, &open));
+        let mut at_fd_limit = false;
         for id in 0.. {
-            let Some(stream) = accept(&server) else {
+            let Some(stream) = accept(&server, &mut at_fd_limit) else {
                 continue;
             };
-            let Some(registered) = register(&open, id, &stream) else {
-                break;
-            }; // stopping
-            registered?;
+            if !register(&open, &stream) {
+                break; // stopping: dropping the stream closes it
+            }
             Stats::add(&server.stats.connections, 1);
             match cli.mode {
                 // The next client waits in the accept queue until this one is done.
-                Mode::Iterative => serve(&server, &open, id, stream),
+                Mode::Iterative => serve(&server, &open, stream),
                 Mode::Threads => {
                     let (server, open) = (&server, &open);
-                    std::thread::Builder::new()
+                    let fd = stream.as_raw_fd();
+                    let spawned = std::thread::Builder::new()
                         .name(format!("conn-{id}"))
-                        .spawn_scoped(scope, move || serve(server, open, id, stream))?;
+                        .spawn_scoped(scope, move || serve(server, open, stream));
+                    if let Err(e) = spawned {
+                        // EAGAIN: out of threads or memory. The stream went down with the closure.
+                        eprintln!("echo-blocking: cannot start a thread for a connection: {e}");
+                        Stats::add(&server.stats.errors, 1);
+                        open.lock().unwrap().sockets.remove(&fd);
+                    }
                 }
             }
         }
@@ -102,12 +112,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Blocks in `accept4` until a client connects. On EMFILE the connection stays queued and
-/// accept would fail again at once: sleep a little instead of spinning.
-fn accept(server: &Server) -> Option<Stream> {
+/// accept would fail again at once: sleep a little instead of spinning (and say so once).
+fn accept(server: &Server, at_fd_limit: &mut bool) -> Option<Stream> {
     match server.listener.accept() {
-        Ok(stream) => Some(stream),
+        Ok(stream) => {
+            *at_fd_limit = false;
+            Some(stream)
+        }
         Err(e) if is_fd_exhausted(&e) => {
-            eprintln!("echo-blocking: accept4: {e}; retrying in 100 ms");
+            if !std::mem::replace(at_fd_limit, true) {
+                eprintln!("echo-blocking: accept4: {e}; retrying every 100 ms");
+            }
             std::thread::sleep(Duration::from_millis(100));
             None
         }
@@ -118,27 +133,22 @@ fn accept(server: &Server) -> Option<Stream> {
     }
 }
 
-/// Records a second handle on the connection, so [`watch_signals`] can shut it down. `None`
-/// when the server is stopping (the connection is dropped, which closes it).
-fn register(open: &Mutex<Open>, id: u64, stream: &Stream) -> Option<std::io::Result<()>> {
+/// Lists the socket so [`watch_signals`] can shut it down. False when the server is stopping.
+fn register(open: &Mutex<Open>, stream: &Stream) -> bool {
     let mut open = open.lock().unwrap();
-    if open.closing {
-        return None;
-    }
-    Some(stream.try_clone().map(|clone| {
-        open.streams.insert(id, clone);
-    }))
+    !open.closing && open.sockets.insert(stream.as_raw_fd())
 }
 
 /// Echoes one client until it closes: read, then write all of it back, then read again.
-fn serve(server: &Server, open: &Mutex<Open>, id: u64, stream: Stream) {
+fn serve(server: &Server, open: &Mutex<Open>, stream: Stream) {
+    let fd = stream.as_raw_fd();
     let mut conn = EchoConn::new(stream, server.max_pending);
     let mut scratch = vec![0u8; READ_CHUNK];
-    let result = echo(&server.stats, &mut conn, &mut scratch);
-    if result.is_err() {
+    if echo(&server.stats, &mut conn, &mut scratch).is_err() {
         Stats::add(&server.stats.errors, 1); // ECONNRESET, EPIPE: only this connection ends
     }
-    open.lock().unwrap().streams.remove(&id);
+    open.lock().unwrap().sockets.remove(&fd);
+    drop(conn); // close(2), now that the watcher can no longer see the fd
 }
 
 /// The echo loop of a blocking server: each call waits until it can do its work.
@@ -171,8 +181,8 @@ fn watch_signals(server: &Server, open: &Mutex<Open>) {
     }
     let mut open = open.lock().unwrap();
     open.closing = true;
-    for stream in open.streams.values() {
-        let _ = stream.shutdown(Shutdown::Both);
+    for &fd in &open.sockets {
+        let _ = shutdown(fd, Shutdown::Both);
     }
     drop(open);
     if let Err(e) = server.listener.knock() {

@@ -59,8 +59,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener, installs the signal handlers, prints the "listening" line on stdout
-    /// (`listening on 127.0.0.1:7000 pid=42 model=poll`) and a few things to try on stderr.
+    /// Binds the listener, installs the signal handlers, prints a few things to try on stderr,
+    /// then the "listening" line on stdout (`listening on 127.0.0.1:7000 pid=42 model=poll`).
     pub fn start(model: Model, args: &ServerArgs) -> anyhow::Result<Server> {
         let listener = match &args.unix {
             Some(path) => Listener::bind_unix(path, args.backlog)
@@ -88,9 +88,6 @@ impl Server {
         let pid = std::process::id();
         let addr = self.listener.address();
         let name = self.model.name;
-        println!("listening on {addr} pid={pid} model={name}");
-        let _ = std::io::stdout().flush();
-
         let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
@@ -113,6 +110,9 @@ impl Server {
         if let Some(max) = somaxconn.filter(|&max| backlog > max) {
             eprintln!("  (backlog {backlog} is capped by the kernel at net.core.somaxconn={max})");
         }
+        // Last, so that everything the server says at start is out once this line is.
+        println!("listening on {addr} pid={pid} model={name}");
+        let _ = std::io::stdout().flush();
     }
 
     /// Prints the counters so far on stderr (on SIGUSR1).
