@@ -23,8 +23,10 @@
 //!   `wait4(-1, ..., WNOHANG)` in a loop: one SIGCHLD can stand for many children.
 //!
 //! `bytes=` in the stopped line: the parent never sees the data, so each child reports its byte
-//! count (and whether its connection ended in an error) to the parent through a pipe when its
-//! client leaves. Children still serving when the server stops are killed and report nothing.
+//! count (and whether its connection ended in an error) to the parent through a pipe as it
+//! exits. On SIGTERM the parent stops accepting and sends SIGTERM to every child; a child's own
+//! handler then `shutdown`s its connection, so its blocked `read` returns end of file and it
+//! reports and exits as if the client had left. The parent reaps them all, then prints the sum.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -133,8 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
-    stop_children(&mut children);
-    reports.collect(&server.stats);
+    stop_children(&mut children, &reports, &server.stats);
     server.finish();
     Ok(())
 }
@@ -166,9 +167,10 @@ fn accept(listener: &Listener) -> Option<Stream> {
 fn serve_client(server: &Server, stream: Stream, reports: &ChildReports) -> i32 {
     process::close_inherited(&server.listener); // a child never accepts
     let mut conn = EchoConn::new(stream, server.max_pending);
-    let result = conn
-        .stream
-        .set_nonblocking(false)
+    // fork_child reset the parent's handlers to default (SIGTERM would kill us mid-call, with
+    // nothing reported): instead, SIGTERM shuts the connection down and the loop ends normally.
+    let result = process::shutdown_on_stop_signals(&conn.stream)
+        .and_then(|()| conn.stream.set_nonblocking(false))
         .and_then(|()| echo(&mut conn));
     reports.send(conn.bytes_echoed, result.is_err());
     i32::from(result.is_err())
@@ -207,16 +209,18 @@ fn reap_finished(children: &mut HashSet<Pid>) {
     }
 }
 
-/// On stop: SIGTERM every child (they run the default action: exit), reap them all, and
-/// SIGKILL any that is still there after a second.
-fn stop_children(children: &mut HashSet<Pid>) {
+/// On stop: SIGTERM every child (each shuts its connection down, reports and exits), reap them
+/// all, and SIGKILL any that is still there after a second.
+fn stop_children(children: &mut HashSet<Pid>, reports: &ChildReports, stats: &Stats) {
     for &child in children.iter() {
         let _ = kill(child, Signal::SIGTERM); // a zombie ignores it; it is reaped below
     }
     let all_reaped = process::eventually(Duration::from_secs(1), || {
+        reports.collect(stats); // keep the pipe drained, or a child could block writing to it
         reap_finished(children);
         children.is_empty()
     });
+    reports.collect(stats);
     if !all_reaped {
         for &child in children.iter() {
             let _ = kill(child, Signal::SIGKILL);

@@ -1,11 +1,12 @@
 //! Process creation for the process labs: the one place `fork(2)` is called, and the few other
-//! process-level calls that are `unsafe` (installing a SIGCHLD handler, `_exit`).
+//! process-level calls that are `unsafe` (installing signal handlers, `_exit`).
 //!
 //! | function                     | syscalls, in order                                          |
 //! |------------------------------|-------------------------------------------------------------|
 //! | [`fork_child`]               | `rt_sigprocmask`, `clone` (fork), in the child `rt_sigaction` resets, the closure, `exit_group` |
 //! | [`set_sigchld`]              | `rt_sigaction(SIGCHLD, ...)`                                |
 //! | [`interrupt_blocking_calls`] | `rt_sigaction` read, `rt_sigaction` write without SA_RESTART |
+//! | [`shutdown_on_stop_signals`] | `rt_sigaction(SIGTERM/SIGINT)`; on the signal, `shutdown(fd, SHUT_RDWR)` |
 //! | [`children_of`]              | reads `/proc/*/stat` (no syscall on the processes themselves) |
 //!
 //! Why `fork` is `unsafe`: after `fork` only the calling thread exists in the child. If another
@@ -16,7 +17,7 @@
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
@@ -185,6 +186,39 @@ pub fn interrupt_blocking_calls(signals: &[Signal]) -> io::Result<()> {
         if unsafe { libc::sigaction(sig as i32, &action, std::ptr::null_mut()) } != 0 {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+static CONNECTION_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn shut_connection_down(_signal: libc::c_int) {
+    let fd = CONNECTION_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown(2) is async-signal-safe (POSIX lists it); `fd` is the connection this
+        // process registered, which stays open until the process exits.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
+
+/// For a forked child serving one connection with blocking calls: on SIGTERM or SIGINT,
+/// `shutdown(fd, SHUT_RDWR)` the connection from inside the handler. The blocked `read` then
+/// returns end of file (a blocked `write` fails with EPIPE), so the child leaves its loop and
+/// finishes normally (reports, exits) instead of dying mid-call. Installed with SA_RESTART: the
+/// shutdown, not EINTR, is what wakes the call.
+///
+/// `connection` must stay open until the process exits (a child that leaves by [`exit_now`]).
+pub fn shutdown_on_stop_signals(connection: &impl AsRawFd) -> io::Result<()> {
+    CONNECTION_FD.store(connection.as_raw_fd(), Ordering::SeqCst);
+    let action = SigAction::new(
+        SigHandler::Handler(shut_connection_down),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler makes one atomic load and one shutdown(2) call, both
+        // async-signal-safe.
+        unsafe { signal::sigaction(sig, &action) }?;
     }
     Ok(())
 }
