@@ -181,28 +181,11 @@ fn on_event(
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
-    match echo(stats, conn, readable, scratch) {
+    match conn.step(readable, scratch, stats) {
         Ok(Want::Close) => {}
         Ok(_) => return, // the next turn's sets ask for what `want()` says
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
     }
     conns.remove(&fd);
     pause.resume();
-}
-
-/// The echo step: level-triggered, so one read per wake-up is enough; then write at once,
-/// since the socket is usually writable, instead of waiting for the next `select`.
-fn echo(
-    stats: &Stats,
-    conn: &mut EchoConn,
-    readable: bool,
-    scratch: &mut [u8],
-) -> std::io::Result<Want> {
-    if readable && conn.want() != Want::Write {
-        conn.read_once(scratch)?;
-    }
-    if let netlab_core::Step::Moved(n) = conn.write_once()? {
-        Stats::add(&stats.bytes, n as u64);
-    }
-    Ok(conn.want())
 }

@@ -149,30 +149,13 @@ fn on_event(
     };
     // POLLHUP and POLLERR come whether asked for or not; a read then reports EOF or the error.
     let readable = revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
-    match echo(stats, conn, readable, scratch) {
+    match conn.step(readable, scratch, stats) {
         Ok(Want::Close) => {}
         Ok(_) => return, // the next turn's array asks for what `want()` says
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
     }
     conns.remove(&fd);
     pause.resume();
-}
-
-/// The echo step: level-triggered, so one read per wake-up is enough; then write at once,
-/// since the socket is usually writable, instead of waiting for the next `poll`.
-fn echo(
-    stats: &Stats,
-    conn: &mut EchoConn,
-    readable: bool,
-    scratch: &mut [u8],
-) -> std::io::Result<Want> {
-    if readable && conn.want() != Want::Write {
-        conn.read_once(scratch)?;
-    }
-    if let netlab_core::Step::Moved(n) = conn.write_once()? {
-        Stats::add(&stats.bytes, n as u64);
-    }
-    Ok(conn.want())
 }
 
 /// The intent, in poll's vocabulary.

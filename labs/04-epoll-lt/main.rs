@@ -176,7 +176,7 @@ fn on_event(
     // EPOLLHUP and EPOLLERR come whether asked for or not; a read then reports EOF or the error.
     let readable =
         flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-    match echo(stats, &mut conn.echo, readable, scratch) {
+    match conn.echo.step(readable, scratch, stats) {
         Ok(Want::Close) => {}
         Ok(want) => {
             if want != conn.registered {
@@ -194,23 +194,6 @@ fn on_event(
     conns.remove(&fd);
     pause.resume();
     Ok(())
-}
-
-/// The echo step: level-triggered, so one read per wake-up is enough; then write at once,
-/// since the socket is usually writable, instead of waiting for the next `epoll_wait`.
-fn echo(
-    stats: &Stats,
-    conn: &mut EchoConn,
-    readable: bool,
-    scratch: &mut [u8],
-) -> std::io::Result<Want> {
-    if readable && conn.want() != Want::Write {
-        conn.read_once(scratch)?;
-    }
-    if let netlab_core::Step::Moved(n) = conn.write_once()? {
-        Stats::add(&stats.bytes, n as u64);
-    }
-    Ok(conn.want())
 }
 
 /// The intent, in epoll's vocabulary.

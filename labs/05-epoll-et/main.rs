@@ -26,7 +26,7 @@ use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
     exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Step, Want,
+    Stats, Want,
 };
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -164,7 +164,14 @@ fn on_event(
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
-    match echo(stats, conn, scratch, broken_read_once) {
+    // The lesson in one line: edge-triggered must drain to EAGAIN (EchoConn::drain); reading
+    // once per wake-up (EchoConn::step, right for level-triggered) leaves bytes nobody reports.
+    let result = if broken_read_once {
+        conn.step(true, scratch, stats)
+    } else {
+        conn.drain(scratch, stats)
+    };
+    match result {
         Ok(Want::Close) => {}
         Ok(_) => return,                        // the next edge brings us back
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
@@ -172,37 +179,6 @@ fn on_event(
     // Closing the fd also removes it from the epoll interest list (no other fd refers to it).
     conns.remove(&fd);
     pause.resume();
-}
-
-/// The echo step, edge-triggered: alternate reads and writes until both sides are stuck: the
-/// read side at EAGAIN (or at the unsent cap, or end of file), the write side at EAGAIN (or with
-/// nothing left to send). Whatever we leave behind, no edge will remind us of.
-fn echo(
-    stats: &Stats,
-    conn: &mut EchoConn,
-    scratch: &mut [u8],
-    broken_read_once: bool,
-) -> std::io::Result<Want> {
-    let mut read_blocked = false;
-    loop {
-        let may_read = matches!(conn.want(), Want::Read | Want::ReadWrite);
-        if may_read && !read_blocked && conn.read_once(scratch)? == Step::WouldBlock {
-            read_blocked = true;
-        }
-        let wrote = conn.write_once()?;
-        if let Step::Moved(n) = wrote {
-            Stats::add(&stats.bytes, n as u64);
-        }
-        let want = conn.want();
-        if broken_read_once || want == Want::Close {
-            return Ok(want);
-        }
-        let reading_done = read_blocked || !matches!(want, Want::Read | Want::ReadWrite);
-        let writing_done = conn.pending() == 0 || wrote == Step::WouldBlock;
-        if reading_done && writing_done {
-            return Ok(want);
-        }
-    }
 }
 
 /// Edge-triggered interest never changes with the connection's wish: both directions, once.

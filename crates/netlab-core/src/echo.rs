@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use crate::listener::Stream;
+use crate::server::Stats;
 
 /// How many bytes one `read` asks for. Servers keep one scratch buffer of this size per loop
 /// (not per connection), so an idle connection costs only its bookkeeping.
@@ -102,6 +103,45 @@ impl EchoConn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
+        }
+    }
+
+    /// The level-triggered step (select, poll, epoll without EPOLLET): one `read` if the wait
+    /// call said readable and the cap allows, then one `write` of whatever is pending, at once,
+    /// since a socket is usually writable (this saves a trip through the wait call). Reading
+    /// once is enough: unread bytes make the next wait return again. Echoed bytes are counted
+    /// in `stats`. An error (ECONNRESET, EPIPE, ...) means the connection is over.
+    pub fn step(&mut self, readable: bool, scratch: &mut [u8], stats: &Stats) -> io::Result<Want> {
+        if readable && self.want() != Want::Write {
+            self.read_once(scratch)?;
+        }
+        if let Step::Moved(n) = self.write_once()? {
+            Stats::add(&stats.bytes, n as u64);
+        }
+        Ok(self.want())
+    }
+
+    /// The edge-triggered step (EPOLLET, mio): alternate reads and writes until both sides are
+    /// stuck: the read side at EAGAIN (or at the unsent cap, or end of file), the write side at
+    /// EAGAIN (or with nothing left to send). An edge is reported once: whatever is left behind
+    /// here, no later wait will mention. Echoed bytes are counted in `stats`.
+    pub fn drain(&mut self, scratch: &mut [u8], stats: &Stats) -> io::Result<Want> {
+        let mut read_blocked = false;
+        loop {
+            let may_read = matches!(self.want(), Want::Read | Want::ReadWrite);
+            if may_read && !read_blocked && self.read_once(scratch)? == Step::WouldBlock {
+                read_blocked = true;
+            }
+            let wrote = self.write_once()?;
+            if let Step::Moved(n) = wrote {
+                Stats::add(&stats.bytes, n as u64);
+            }
+            let want = self.want();
+            let reading_done = read_blocked || !matches!(want, Want::Read | Want::ReadWrite);
+            let writing_done = self.pending() == 0 || wrote == Step::WouldBlock;
+            if want == Want::Close || (reading_done && writing_done) {
+                return Ok(want);
+            }
         }
     }
 
