@@ -1,1 +1,46 @@
-//! netlab-loadgen (being written)
+//! netlab-loadgen: the load generator behind `loadgen`, as a library so tests and benches can
+//! drive it.
+//!
+//! | module       | what it holds                                                              |
+//! |--------------|----------------------------------------------------------------------------|
+//! | [`engine`]   | many connections from few threads on mio; closed and open loop; errors    |
+//! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
+//! | [`report`]   | one run's figures, [`report::measure`], table / JSON / CSV                |
+//! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
+//! | [`syscalls`] | syscalls per message from perf tracepoints                                 |
+//! | [`servers`]  | finding, building, starting (pinned) and stopping the echo servers         |
+//! | [`compare`]  | `compare` and `sweep`: every model in turn, tables, files, charts          |
+//! | [`charts`]   | SVG charts with plotters                                                   |
+//! | [`target`], [`units`] | `HOST:PORT` / `unix:PATH`; `10k`, `2m`, `500ms`                   |
+
+pub mod charts;
+pub mod compare;
+pub mod cost;
+pub mod engine;
+pub mod frame;
+pub mod report;
+pub mod servers;
+pub mod syscalls;
+pub mod target;
+pub mod units;
+
+pub use engine::{ErrorCounts, Protocol, Workload};
+pub use report::{measure, Environment, Format, MeasureOptions, RunReport};
+pub use target::Target;
+
+/// Raises this process's RLIMIT_NOFILE soft limit to its hard limit (children inherit it), so
+/// thousands of connections fit. Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}

@@ -1,0 +1,392 @@
+//! `compare` and `sweep`: the same workload against every echo server model in turn.
+//!
+//! Each run: start the server on 127.0.0.1:0 pinned to core 1 (the client's threads are on
+//! core 0), read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
+//! exited 0. The results go to a folder of JSON, CSV and SVG files named on stdout.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::charts;
+use crate::report::{self, Environment, MeasureOptions, RunReport};
+use crate::servers::{self, Listen, ModelSpec, RunningServer};
+use crate::Workload;
+
+/// How to run a set of models.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workload: Workload,
+    pub models: Vec<ModelSpec>,
+    /// Where the server binaries are; `None`: next to this executable (built from the
+    /// workspace when possible).
+    pub bin_dir: Option<PathBuf>,
+    /// Run `cargo build` for the servers when run from the workspace.
+    pub build: bool,
+    pub syscalls: bool,
+    /// Pin client and server to different cores.
+    pub pin: bool,
+    /// The forking server is skipped above this many connections (one process each).
+    pub max_processes: usize,
+}
+
+/// Where client and server run.
+struct Placement {
+    client: Option<usize>,
+    server: Option<usize>,
+    note: Option<String>,
+}
+
+fn place(pin: bool) -> Placement {
+    let cores = servers::online_cores();
+    if !pin {
+        return Placement {
+            client: None,
+            server: None,
+            note: Some("not pinned (--no-pin)".into()),
+        };
+    }
+    if cores < 2 {
+        return Placement {
+            client: None,
+            server: None,
+            note: Some(
+                "1 core: client and server share it, so every figure includes the other's load"
+                    .into(),
+            ),
+        };
+    }
+    // This thread's affinity is inherited by the engine threads it starts.
+    match servers::pin_thread(0, 0) {
+        Ok(()) => Placement {
+            client: Some(0),
+            server: Some(1),
+            note: None,
+        },
+        Err(e) => Placement {
+            client: None,
+            server: None,
+            note: Some(format!("could not pin the client ({e}); not pinned")),
+        },
+    }
+}
+
+/// Runs one model with one workload and returns its row (never fails: problems go in the row).
+fn run_model(
+    spec: &ModelSpec,
+    bin_dir: &Path,
+    workload: &Workload,
+    env: &Environment,
+    placement: &Placement,
+    syscalls: bool,
+) -> RunReport {
+    let bin = bin_dir.join(spec.bin);
+    let server = match RunningServer::start(&bin, spec.args, &Listen::Tcp, placement.server) {
+        Ok(server) => server,
+        Err(why) => {
+            let why = if why.contains("not built yet") {
+                format!("{} is a placeholder (not built yet)", spec.bin)
+            } else {
+                why
+            };
+            return RunReport::unavailable(spec.name, workload, env, &why);
+        }
+    };
+    let mut workload = workload.clone();
+    workload.target = server.target.clone();
+    let options = MeasureOptions {
+        label: spec.name.to_string(),
+        server_pid: Some(server.pid),
+        syscalls,
+        environment: env.clone(),
+    };
+    let measured = report::measure(&workload, options);
+    let stopped = server.stop();
+    let mut report = match measured {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = RunReport::unavailable(spec.name, &workload, env, &format!("{e:#}"));
+            r.status = "errors".into();
+            r
+        }
+    };
+    report.server_stopped = stopped.line.clone();
+    let mut notes: Vec<String> = report.note.take().into_iter().collect();
+    let refused = stopped.count("refused");
+    if refused > 0 {
+        report.status = "fd limit (FD_SETSIZE)".into();
+        notes.push(format!(
+            "fd limit (FD_SETSIZE): the server refused {refused} connection(s) whose fd was >= 1024; the figures cover the connections it kept"
+        ));
+    }
+    if !stopped.problems.is_empty() {
+        report.status = "errors".into();
+        notes.push(format!("server stop: {}", stopped.problems.join("; ")));
+    }
+    if let Some(n) = &placement.note {
+        notes.push(n.clone());
+    }
+    if !notes.is_empty() {
+        report.note = Some(notes.join("; "));
+    }
+    report
+}
+
+/// Results of a compare or sweep, and where they were written.
+pub struct Outcome {
+    pub reports: Vec<RunReport>,
+    pub out_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+impl Outcome {
+    /// Failed when any run had errors, a server could not be started, or a server stopped badly.
+    pub fn failed(&self) -> bool {
+        self.reports.iter().any(|r| r.failed())
+    }
+}
+
+/// `compare`: every model with the same workload.
+pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
+    let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
+    let placement = place(plan.pin);
+    let mut env = Environment::detect(&plan.workload);
+    env.client_core = placement.client;
+    env.server_core = placement.server;
+    let mut reports = Vec::new();
+    for spec in &plan.models {
+        if spec.name == "fork" && plan.workload.connections + plan.workload.idle > plan.max_processes {
+            reports.push(RunReport::unavailable(
+                spec.name,
+                &plan.workload,
+                &env,
+                &format!(
+                    "skipped: would fork {} processes (--max-processes {})",
+                    plan.workload.connections + plan.workload.idle,
+                    plan.max_processes
+                ),
+            ));
+            continue;
+        }
+        eprintln!("loadgen: {} ...", spec.name);
+        reports.push(run_model(spec, &bin_dir, &plan.workload, &env, &placement, plan.syscalls));
+    }
+    let out_dir = output_dir(out, "netlab-report")?;
+    let mut files = write_results(&out_dir, &reports)?;
+    let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status != "unavailable").collect();
+    let chart = |name: &str, title: &str, y: &str, f: &dyn Fn(&RunReport) -> f64| {
+        let path = out_dir.join(name);
+        let data: Vec<(String, f64)> = measured.iter().map(|r| (r.model.clone(), f(r))).collect();
+        charts::bars(&path, title, y, &data).map(|_| path)
+    };
+    let subtitle = plan.workload.describe();
+    files.push(chart(
+        "throughput.svg",
+        &format!("Throughput: {subtitle}"),
+        "messages/s",
+        &|r| r.msgs_per_s,
+    )?);
+    files.push(chart(
+        "p99.svg",
+        &format!("p99 latency: {subtitle}"),
+        "p99 latency (us)",
+        &|r| r.latency.p99_us,
+    )?);
+    files.push(chart(
+        "cpu-per-msg.svg",
+        &format!("Server CPU per message: {subtitle}"),
+        "server CPU us/message (user+sys)",
+        &|r| r.server.as_ref().map_or(0.0, |s| s.cpu_us_per_msg),
+    )?);
+    Ok(Outcome {
+        reports,
+        out_dir,
+        files,
+    })
+}
+
+/// What `sweep` varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Idle,
+    Connections,
+    Size,
+}
+
+impl Dimension {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Idle => "idle",
+            Dimension::Connections => "connections",
+            Dimension::Size => "size",
+        }
+    }
+
+    fn apply(self, workload: &mut Workload, value: u64) {
+        match self {
+            Dimension::Idle => workload.idle = value as usize,
+            Dimension::Connections => workload.connections = value as usize,
+            Dimension::Size => workload.size = value as usize,
+        }
+    }
+}
+
+/// `sweep`: every model at every value of one dimension.
+pub fn sweep(
+    plan: &Plan,
+    dimension: Dimension,
+    values: &[u64],
+    out: Option<&Path>,
+) -> anyhow::Result<Outcome> {
+    let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
+    let placement = place(plan.pin);
+    let mut reports = Vec::new();
+    for &value in values {
+        let mut workload = plan.workload.clone();
+        dimension.apply(&mut workload, value);
+        let mut env = Environment::detect(&workload);
+        env.client_core = placement.client;
+        env.server_core = placement.server;
+        for spec in &plan.models {
+            let label = format!("{} {}={value}", spec.name, dimension.name());
+            let total = workload.connections + workload.idle;
+            let mut report = if spec.name == "fork" && total > plan.max_processes {
+                RunReport::unavailable(
+                    spec.name,
+                    &workload,
+                    &env,
+                    &format!(
+                        "skipped: would fork {total} processes (--max-processes {})",
+                        plan.max_processes
+                    ),
+                )
+            } else {
+                eprintln!("loadgen: {label} ...");
+                run_model(spec, &bin_dir, &workload, &env, &placement, plan.syscalls)
+            };
+            report.model = label;
+            reports.push(report);
+        }
+    }
+    let out_dir = output_dir(out, "netlab-sweep")?;
+    let mut files = write_results(&out_dir, &reports)?;
+    let series = |f: &dyn Fn(&RunReport) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
+        plan.models
+            .iter()
+            .enumerate()
+            .map(|(k, spec)| {
+                let points = (0..values.len())
+                    .map(|v| {
+                        let r = &reports[v * plan.models.len() + k];
+                        if r.status == "ok" {
+                            f(r)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                (spec.name.to_string(), points)
+            })
+            .collect()
+    };
+    let what = dimension.name();
+    let mut base = plan.workload.clone();
+    dimension.apply(&mut base, 0);
+    let subtitle = format!("varying {what}");
+    for (file, title, y, f) in [
+        (
+            "sweep-throughput.svg",
+            format!("Throughput, {subtitle}"),
+            "messages/s",
+            &(|r: &RunReport| Some(r.msgs_per_s)) as &dyn Fn(&RunReport) -> Option<f64>,
+        ),
+        (
+            "sweep-cpu-per-msg.svg",
+            format!("Server CPU per message, {subtitle}"),
+            "server CPU us/message",
+            &|r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg),
+        ),
+        (
+            "sweep-p99.svg",
+            format!("p99 latency, {subtitle}"),
+            "p99 latency (us)",
+            &|r: &RunReport| Some(r.latency.p99_us),
+        ),
+    ] {
+        let path = out_dir.join(file);
+        charts::lines(&path, &title, what, y, values, &series(f))?;
+        files.push(path);
+    }
+    Ok(Outcome {
+        reports,
+        out_dir,
+        files,
+    })
+}
+
+/// `results.json` and `results.csv` in `dir`.
+fn write_results(dir: &Path, reports: &[RunReport]) -> anyhow::Result<Vec<PathBuf>> {
+    let json = dir.join("results.json");
+    std::fs::write(&json, serde_json::to_string_pretty(reports)? + "\n")
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let csv = dir.join("results.csv");
+    std::fs::write(&csv, report::render(reports, report::Format::Csv)?)
+        .with_context(|| format!("cannot write {}", csv.display()))?;
+    Ok(vec![json, csv])
+}
+
+/// The output folder: `out`, or `./PREFIX-YYYYmmdd-HHMMSS/` (UTC).
+fn output_dir(out: Option<&Path>, prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir = match out {
+        Some(dir) => dir.to_path_buf(),
+        None => PathBuf::from(format!("{prefix}-{}", timestamp())),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(timestamp().len(), 15);
+    }
+}

@@ -1,0 +1,185 @@
+//! What the server cost over the measured window, read from /proc (netlab_core::procfs).
+//!
+//! The sample covers the server's whole process tree: every thread of the server (a
+//! thread-per-connection server has one per client) and every descendant process (a forking
+//! server has one per client). Two facts bite:
+//!
+//! - `/proc/PID/status` counts context switches of one thread only, so they are summed over
+//!   `/proc/PID/task/*`; a thread or child that ends inside the window takes its counts with it.
+//! - CPU time is counted in clock ticks (10 ms at 100 Hz). Over a 5 s window of 100,000
+//!   messages one tick is 0.1 us per message; short windows are coarse, and the report says so.
+
+use std::collections::BTreeSet;
+
+use netlab_core::procfs;
+use serde::{Deserialize, Serialize};
+
+/// One look at the server's process tree.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    pub processes: usize,
+    pub threads: u64,
+    pub utime_ticks: u64,
+    pub stime_ticks: u64,
+    pub voluntary_cs: u64,
+    pub involuntary_cs: u64,
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    pub open_fds: usize,
+    pub pids: Vec<i32>,
+}
+
+/// The server pid and its descendants, parents first.
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        i += 1;
+        // /proc/PID/task/TID/children lists the children each thread forked.
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                tree.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    tree.retain(|p| seen.insert(*p));
+    tree
+}
+
+/// Reads every process of the tree rooted at `pid`. `None` if the server itself is gone.
+pub fn sample(pid: i32) -> Option<Sample> {
+    procfs::stat(pid).ok()?;
+    let mut total = Sample::default();
+    for p in process_tree(pid) {
+        let Ok(stat) = procfs::stat(p) else { continue };
+        if stat.state == 'Z' {
+            continue;
+        }
+        total.processes += 1;
+        total.pids.push(p);
+        total.threads += stat.threads;
+        total.utime_ticks += stat.utime_ticks;
+        total.stime_ticks += stat.stime_ticks;
+        if let Ok(status) = procfs::status(p) {
+            total.rss_kib += status.vm_rss_kib;
+            total.hwm_kib += status.vm_hwm_kib;
+        }
+        total.open_fds += procfs::open_fds(p).unwrap_or(0);
+        // Context switches are per thread: sum the tasks.
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for task in tasks.flatten() {
+                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                if let Ok(status) = procfs::status(tid) {
+                    total.voluntary_cs += status.voluntary_ctxt_switches;
+                    total.involuntary_cs += status.nonvoluntary_ctxt_switches;
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
+/// The server's cost over the window, per message and in total.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerCost {
+    pub pid: i32,
+    /// Processes in the server's tree at the end of the window (forking servers: one per client).
+    pub processes: usize,
+    pub threads: u64,
+    pub open_fds: usize,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    /// Server CPU over the window as a share of one core.
+    pub cpu_busy: f64,
+    pub cpu_user_us_per_msg: f64,
+    pub cpu_system_us_per_msg: f64,
+    pub cpu_us_per_msg: f64,
+    /// The resolution of the per-message CPU figures: one clock tick divided by the messages.
+    pub cpu_resolution_us_per_msg: f64,
+    /// CPU milliseconds per GiB moved (useful for the HTTP mode).
+    pub cpu_ms_per_gib: f64,
+    pub voluntary_cs_per_msg: f64,
+    pub involuntary_cs_per_msg: f64,
+    pub rss_kib: u64,
+    /// Peak RSS (VmHWM), summed over the tree.
+    pub peak_rss_kib: u64,
+    /// (RSS at the end of the window - RSS before any connection) / connections.
+    pub rss_kib_per_conn: f64,
+}
+
+impl ServerCost {
+    /// Cost between two samples, for `messages` messages, `bytes` bytes and `connections` open.
+    pub fn between(
+        pid: i32,
+        before_connections: Option<&Sample>,
+        start: &Sample,
+        end: &Sample,
+        window_s: f64,
+        messages: u64,
+        bytes: u64,
+        connections: usize,
+    ) -> ServerCost {
+        let hz = procfs::clock_ticks_per_second() as f64;
+        let user_s = end.utime_ticks.saturating_sub(start.utime_ticks) as f64 / hz;
+        let system_s = end.stime_ticks.saturating_sub(start.stime_ticks) as f64 / hz;
+        let per = |x: f64| if messages > 0 { x / messages as f64 } else { 0.0 };
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        let baseline = before_connections.map_or(0, |s| s.rss_kib);
+        ServerCost {
+            pid,
+            processes: end.processes,
+            threads: end.threads,
+            open_fds: end.open_fds,
+            cpu_user_s: user_s,
+            cpu_system_s: system_s,
+            cpu_busy: (user_s + system_s) / window_s.max(1e-9),
+            cpu_user_us_per_msg: per(user_s * 1e6),
+            cpu_system_us_per_msg: per(system_s * 1e6),
+            cpu_us_per_msg: per((user_s + system_s) * 1e6),
+            cpu_resolution_us_per_msg: per(1e6 / hz),
+            cpu_ms_per_gib: if gib > 0.0 {
+                (user_s + system_s) * 1e3 / gib
+            } else {
+                0.0
+            },
+            voluntary_cs_per_msg: per(end.voluntary_cs.saturating_sub(start.voluntary_cs) as f64),
+            involuntary_cs_per_msg: per(
+                end.involuntary_cs.saturating_sub(start.involuntary_cs) as f64,
+            ),
+            rss_kib: end.rss_kib,
+            peak_rss_kib: end.hwm_kib,
+            rss_kib_per_conn: if connections > 0 {
+                end.rss_kib.saturating_sub(baseline) as f64 / connections as f64
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process_and_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let me = std::process::id() as i32;
+        let tree = process_tree(me);
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&(child.id() as i32)));
+        let s = sample(me).unwrap();
+        assert!(s.processes >= 2 && s.threads >= 2 && s.open_fds > 0 && s.rss_kib > 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
