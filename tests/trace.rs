@@ -139,3 +139,20 @@ fn epoll_et_drains_until_eagain_and_never_modifies() {
         "edge-triggered server modified an interest:\n{t}"
     );
 }
+
+#[test]
+fn mio_is_edge_triggered_epoll_underneath() {
+    let t = trace("echo-mio", env!("CARGO_BIN_EXE_echo-mio"), &[]);
+    assert_shows(&t, &["EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET", "epoll_wait("]);
+    let drained = t.lines().any(|l| {
+        l.starts_with("recvfrom(") && !l.starts_with("recvfrom(4,") && l.contains("= -1 EAGAIN")
+    });
+    assert!(
+        drained,
+        "no draining recvfrom = -1 EAGAIN on the client socket:\n{t}"
+    );
+    assert!(
+        !t.contains("EPOLL_CTL_MOD"),
+        "mio server modified an interest:\n{t}"
+    );
+}
