@@ -78,6 +78,28 @@ impl Address {
         client.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(client)
     }
+
+    /// Connects with `SO_RCVBUF` set to `bytes` before connect(2) (TCP picks its window scale at
+    /// the handshake, and a set size turns receive-buffer autotuning off), so the peer's writes
+    /// back up after a few KiB instead of megabytes. A Unix stream socket's sends are bounded by
+    /// the sender's buffer instead; there it changes little.
+    pub fn connect_with_receive_buffer(&self, bytes: usize) -> io::Result<Client> {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let (domain, target) = match self {
+            Address::Tcp(addr) => (Domain::for_address(*addr), SockAddr::from(*addr)),
+            Address::Unix(path) => (Domain::UNIX, SockAddr::unix(path)?),
+        };
+        let socket = Socket::new(domain, Type::STREAM, None)?;
+        socket.set_recv_buffer_size(bytes)?;
+        socket.connect_timeout(&target, IO_TIMEOUT)?;
+        let client = match self {
+            Address::Tcp(_) => Client::Tcp(socket.into()),
+            Address::Unix(_) => Client::Unix(socket.into()),
+        };
+        client.set_read_timeout(Some(IO_TIMEOUT))?;
+        client.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(client)
+    }
 }
 
 impl std::fmt::Display for Address {
@@ -625,6 +647,18 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what the server said (the harness prints it with the panic).
+            let stderr = self.stderr_text();
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {}: last {} lines of stderr ---\n{}",
+                self.describe(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
             if wait_with_deadline(&mut self.child, Instant::now() + STOP_TIMEOUT).is_none() {
