@@ -14,7 +14,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -38,10 +39,27 @@ fn wait_calls(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
 
     for n in WATCHED {
-        let sockets = Sockets::new(n);
-        let watched = sockets.watched();
+        let sockets = Sockets::new(n, ReadyAt::Last);
+        bench_select(&mut group, "select", &sockets);
+        bench_poll(&mut group, "poll", &sockets);
+        bench_epoll_wait(&mut group, "epoll_wait", &sockets);
+    }
 
-        group.bench_with_input(BenchmarkId::new("select", n), &n, |b, _| {
+    // The same 1000 sockets with the ready one first: select and poll still check every fd,
+    // but stop hanging wait-queue entries once they have found a ready one. The gap to the
+    // runs above is that bookkeeping; what is left is the bare per-fd check.
+    let sockets = Sockets::new(1000, ReadyAt::First);
+    bench_select(&mut group, "select_ready_first", &sockets);
+    bench_poll(&mut group, "poll_ready_first", &sockets);
+    group.finish();
+}
+
+fn bench_select(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &Sockets) {
+    let watched = sockets.watched();
+    group.bench_with_input(
+        BenchmarkId::new(name, watched.len()),
+        watched,
+        |b, watched| {
             b.iter(|| {
                 // select() overwrites the set with its answer: a real loop rebuilds it every
                 // turn, so the rebuild is part of the cost.
@@ -56,9 +74,16 @@ fn wait_calls(c: &mut Criterion) {
                 assert_eq!(ready, 1, "exactly one socket has a byte to read");
                 black_box(ready)
             })
-        });
+        },
+    );
+}
 
-        group.bench_with_input(BenchmarkId::new("poll", n), &n, |b, _| {
+fn bench_poll(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &Sockets) {
+    let watched = sockets.watched();
+    group.bench_with_input(
+        BenchmarkId::new(name, watched.len()),
+        watched,
+        |b, watched| {
             // poll() reads `events` and writes `revents`, so the same array goes in every call,
             // but all of it: the kernel copies and checks every entry.
             let mut fds: Vec<PollFd> = watched
@@ -70,9 +95,16 @@ fn wait_calls(c: &mut Criterion) {
                 assert_eq!(ready, 1, "exactly one socket has a byte to read");
                 black_box(ready)
             })
-        });
+        },
+    );
+}
 
-        group.bench_with_input(BenchmarkId::new("epoll_wait", n), &n, |b, _| {
+fn bench_epoll_wait(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &Sockets) {
+    let watched = sockets.watched();
+    group.bench_with_input(
+        BenchmarkId::new(name, watched.len()),
+        watched,
+        |b, watched| {
             // Registered once, outside the timed loop, as a server does at accept time. The
             // epoll fd is created here, after the sockets, so it never counts towards select.
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll_create1");
@@ -93,9 +125,16 @@ fn wait_calls(c: &mut Criterion) {
                 assert_eq!(ready, 1, "exactly one socket has a byte to read");
                 black_box(ready)
             })
-        });
-    }
-    group.finish();
+        },
+    );
+}
+
+/// Where the one ready socket sits among the watched ones (fd order is the order select and
+/// poll check them in).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadyAt {
+    First,
+    Last,
 }
 
 /// N watched sockets: the ends of ceil(N/2) Unix socket pairs, taken in creation order. Both
@@ -108,27 +147,31 @@ struct Sockets {
 }
 
 impl Sockets {
-    fn new(watched: usize) -> Sockets {
+    fn new(watched: usize, ready_at: ReadyAt) -> Sockets {
         let mut ends = Vec::with_capacity(watched + 1);
         while ends.len() < watched {
             let (a, b) = UnixStream::pair().expect("socketpair");
             ends.push(a);
             ends.push(b);
         }
-        // The ready socket is the last watched one, which has the highest fd: select and poll
-        // check the fds in order, and until they meet a ready one they also hang a wait-queue
-        // entry on each socket (in case they have to sleep), so this is the full price of a
-        // wake-up when most connections are idle. One byte is written to its peer and never
-        // read, so it stays readable (level-triggered) for every call.
-        let ready = watched - 1;
+        // Normally the ready socket is the last watched one, with the highest fd: select and
+        // poll check the fds in order, and until they meet a ready one they also hang a
+        // wait-queue entry on each socket (in case they have to sleep), so this is the full
+        // price of a wake-up when most connections are idle. One byte is written to its peer
+        // and never read, so it stays readable (level-triggered) for every call.
+        let ready = match ready_at {
+            ReadyAt::First => 0,
+            ReadyAt::Last => watched - 1,
+        };
         let peer = ready ^ 1; // a pair's ends sit at 2k and 2k + 1
         (&ends[peer]).write_all(b"x").expect("write the ready byte");
 
-        let highest = ends[ready].as_raw_fd();
+        let fds: Vec<i32> = ends[..watched].iter().map(|s| s.as_raw_fd()).collect();
         assert!(
-            ends[..watched].iter().all(|s| s.as_raw_fd() <= highest),
+            fds.windows(2).all(|w| w[0] < w[1]),
             "fds were not handed out in increasing order"
         );
+        let highest = fds[watched - 1];
         assert!(
             (highest as usize) < FD_SETSIZE,
             "fd {highest} is beyond FD_SETSIZE ({FD_SETSIZE}): select cannot watch it"
