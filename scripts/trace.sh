@@ -9,7 +9,7 @@
 set -euo pipefail
 
 usage="usage: scripts/trace.sh SERVER [server flags...]
-SERVER: echo-blocking, echo-select, echo-poll, echo-epoll-lt, echo-epoll-et, echo-mio, echo-fork"
+SERVER: echo-blocking, echo-select, echo-poll, echo-epoll-lt, echo-epoll-et, echo-mio, echo-uring, echo-fork"
 name=${1:-}
 [ -n "$name" ] && [ "$name" != -h ] && [ "$name" != --help ] || { echo "$usage"; [ -n "$name" ]; exit; }
 shift
@@ -20,6 +20,7 @@ case $name in
   echo-select) calls=pselect6,accept4,recvfrom,sendto,close ;;
   echo-poll) calls=poll,accept4,recvfrom,sendto,close ;;
   echo-epoll-lt | echo-epoll-et | echo-mio) calls=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close ;;
+  echo-uring) calls=io_uring_setup,io_uring_enter,accept4,recvfrom,sendto,close ;;
   echo-fork) calls=accept4,clone,clone3,fork,wait4,recvfrom,sendto,close,exit_group ;;
   *) echo "trace.sh: unknown server '$name'" >&2; echo "$usage" >&2; exit 2 ;;
 esac
@@ -60,7 +61,7 @@ echo "# $name (pid $server_pid): a client sent 'hello', got '$reply' back, close
 echo "# Lines without [pid N] are the server's main thread; start-up is left out."
 # Start at the first wait or accept; label other threads, drop the main thread's pid prefix.
 awk -v main="$server_pid" '
-  !started && $0 ~ /(pselect6|poll|epoll_ctl|epoll_wait|accept4)\(/ { started = 1 }
+  !started && $0 ~ /(pselect6|poll|epoll_ctl|epoll_wait|accept4|io_uring_setup)\(/ { started = 1 }
   started { pid = $1; sub(/^[0-9]+ +/, ""); print (pid == main ? "" : "[pid " pid "] ") $0 }
 ' "$work/trace"
 echo "# server said: $(tail -n 1 "$work/stdout")"

@@ -156,3 +156,26 @@ fn mio_is_edge_triggered_epoll_underneath() {
         "mio server modified an interest:\n{t}"
     );
 }
+
+#[test]
+fn io_uring_does_the_socket_io_inside_io_uring_enter() {
+    let t = trace("echo-uring", env!("CARGO_BIN_EXE_echo-uring"), &[]);
+    assert_shows(
+        &t,
+        &[
+            "io_uring_setup(",
+            "io_uring_enter(",
+            "IORING_ENTER_GETEVENTS",
+        ],
+    );
+    // The client's bytes never pass through a traced syscall: no accept4, and recvfrom/sendto
+    // only on the signal pipe (fds 4 to 8), never with the client's "hello".
+    assert!(
+        !t.contains("accept4("),
+        "io_uring server called accept4:\n{t}"
+    );
+    assert!(
+        !t.contains("\"hello\\n\""),
+        "the echoed bytes appeared in a syscall:\n{t}"
+    );
+}

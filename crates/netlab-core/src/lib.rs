@@ -11,6 +11,7 @@
 //! | [`server`]   | [`Server`]: bind, announce the "listening" line, count, summarise      |
 //! | [`procfs`]   | /proc probes: CPU ticks, context switches, RSS, open fds, state        |
 //! | [`process`]  | `fork` and friends, the one place process creation is `unsafe`         |
+//! | [`uring`]    | io_uring with buffers that move in and out: the completion lab's `unsafe` |
 //!
 //! Raw libc calls and `unsafe` stay in this crate, each with a `// SAFETY:` reason.
 
@@ -21,6 +22,7 @@ pub mod process;
 pub mod procfs;
 pub mod server;
 pub mod signals;
+pub mod uring;
 
 pub use cli::{parse_args, parse_size, ServerArgs};
 pub use echo::{EchoConn, Step, Want};

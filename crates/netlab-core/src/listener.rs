@@ -88,11 +88,16 @@ impl Listener {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(match self {
-            Listener::Tcp(_) => Stream::Tcp(TcpStream::from(owned)),
-            Listener::Unix(..) => Stream::Unix(UnixStream::from(owned)),
-        })
+        Ok(self.stream_from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wraps a connection accepted from this listener by other means (io_uring's accept) as a
+    /// [`Stream`] of the listener's kind.
+    pub fn stream_from(&self, accepted: OwnedFd) -> Stream {
+        match self {
+            Listener::Tcp(_) => Stream::Tcp(TcpStream::from(accepted)),
+            Listener::Unix(..) => Stream::Unix(UnixStream::from(accepted)),
+        }
     }
 
     /// `ioctl(FIONBIO)`: should `accept` return EAGAIN instead of waiting?
