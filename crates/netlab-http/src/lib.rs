@@ -1,1 +1,31 @@
-//! netlab-http (being written)
+//! netlab-http: just enough HTTP/1.1 for the file server lab, and the one safe way to open a
+//! file a client names.
+//!
+//! | module       | what it holds                                                           |
+//! |--------------|-------------------------------------------------------------------------|
+//! | [`request`]  | [`parse_head`]: request line and headers, with size limits (414, 431)   |
+//! | [`target`]   | [`parse_target`]: the request target, percent-decoded, dot segments refused |
+//! | [`resolve`]  | [`Root`]: `openat2(RESOLVE_BENEATH)`, so the kernel keeps opens under the root |
+//! | [`range`]    | [`evaluate_range`]: one `Range: bytes=...` → 200, 206 or 416             |
+//! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
+//! | [`listing`]  | the plain HTML listing of a directory                                   |
+//! | [`transfer`] | the two ways bytes leave a file: [`transfer::sendfile_chunk`], [`transfer::copy_chunk`] |
+//! | [`duration`] | `500ms`, `10s`, `2m` on the command line (netlab-core has sizes, not times) |
+//!
+//! There is no `unsafe` in this crate: nix wraps `openat2(2)`, `sendfile64(2)` and `send(2)`.
+
+pub mod duration;
+pub mod listing;
+pub mod range;
+pub mod request;
+pub mod resolve;
+pub mod response;
+pub mod target;
+pub mod transfer;
+
+pub use duration::parse_duration;
+pub use range::{evaluate_range, RangeDecision};
+pub use request::{parse_head, Parsed, Request, Version};
+pub use resolve::{Opened, Refusal, Root};
+pub use response::{content_type, reason, ResponseHead};
+pub use target::{parse_target, Target};

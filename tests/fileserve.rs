@@ -1,0 +1,824 @@
+//! The file server (`fileserve`, labs/06-fileserve) over raw sockets and curl: HTTP behaviour,
+//! ranges, the traversal suite, big and changing files, timeouts and fd hygiene.
+//!
+//! Every behaviour test runs once per mode (`sendfile` and `copy`, see `both_modes!`), so
+//! the two ways of moving bytes answer exactly the same. Each test starts its own server on
+//! port 0 with its own temporary root; a guard kills and reaps it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netlab_core::procfs;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fileserve");
+const SECRET: &str = "TOP-SECRET-OUTSIDE-THE-ROOT";
+
+/// A running server; killed and reaped on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    pid: i32,
+}
+
+impl Server {
+    fn start(mode: &str, root: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0", "--mode", mode, "--root"])
+            .arg(root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fileserve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // listening on 127.0.0.1:PORT pid=N model=fileserve-MODE
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.first(), Some(&"listening"), "{line}");
+        assert_eq!(fields[4], format!("model=fileserve-{mode}"));
+        Server {
+            addr: fields[2].parse().unwrap(),
+            pid: fields[3].trim_start_matches("pid=").parse().unwrap(),
+            child,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends raw bytes on a new connection and reads one response.
+    fn exchange(&self, raw: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        read_response(&mut BufReader::new(stream), raw.starts_with(b"HEAD"))
+    }
+
+    /// `GET path` with HTTP/1.1 and `Connection: close`, plus extra header lines.
+    fn get(&self, path: &str, headers: &str) -> Response {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\r\n");
+        self.exchange(raw.as_bytes())
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        let stat = procfs::stat(self.pid).unwrap();
+        stat.utime_ticks + stat.stime_ticks
+    }
+
+    fn open_fds(&self) -> usize {
+        procfs::open_fds(self.pid).unwrap()
+    }
+
+    /// Waits (up to 5 s) until the server holds `baseline` fds again.
+    fn assert_fds_return_to(&self, baseline: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.open_fds() != baseline {
+            assert!(
+                Instant::now() < deadline,
+                "fds stayed at {} (baseline {baseline})",
+                self.open_fds()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn length(&self) -> u64 {
+        self.header("content-length").unwrap().parse().unwrap()
+    }
+}
+
+/// Reads one response; the body is `Content-Length` bytes unless it is a HEAD or a 304.
+fn read_response(reader: &mut impl BufRead, head_request: bool) -> Response {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 "), "status line: {line:?}");
+    let status = line[9..12].parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let trimmed = line.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':').unwrap();
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if !head_request && status != 304 {
+        let mut body = vec![0; response.length() as usize];
+        reader.read_exact(&mut body).unwrap();
+        response.body = body;
+    }
+    response
+}
+
+/// Reads until the server closes; returns how many bytes came.
+fn count_to_eof(reader: &mut impl Read) -> u64 {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return total,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// The byte at offset `i` of the pattern files.
+fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+fn write_pattern(path: &Path, len: u64) {
+    let data: Vec<u8> = (0..len).map(pattern).collect();
+    std::fs::write(path, data).unwrap();
+}
+
+/// A temporary directory holding `root/` (served) and `secret.txt` beside it (never served).
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(root.join("withindex")).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+        std::fs::write(root.join("hello.txt"), "hello world\n").unwrap();
+        std::fs::write(root.join("page.html"), "<p>hi</p>\n").unwrap();
+        std::fs::write(root.join("noext"), "x").unwrap();
+        std::fs::write(root.join("empty.txt"), "").unwrap();
+        std::fs::write(root.join("%2e%2e"), "a file named %2e%2e\n").unwrap();
+        write_pattern(&root.join("data.bin"), 1000);
+        std::fs::write(root.join("sub/one.txt"), "one\n").unwrap();
+        std::fs::write(root.join("sub/we ird&<name>.txt"), "w\n").unwrap();
+        std::fs::write(root.join("withindex/index.html"), "<h1>index</h1>\n").unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap()
+        };
+        link("hello.txt", "link_inside");
+        link("../secret.txt", "link_out");
+        link(dir.path().join("secret.txt").to_str().unwrap(), "link_abs");
+        link("/etc", "link_etc");
+        link("sub/../../secret.txt", "link_sneaky");
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        Fixture { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+}
+
+/// Runs each named behaviour test once per mode.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod sendfile {
+            $(#[test] fn $name() { super::$name("sendfile") })*
+        }
+        mod copy {
+            $(#[test] fn $name() { super::$name("copy") })*
+        }
+    };
+}
+
+both_modes!(
+    get_and_head,
+    keep_alive_and_pipelining,
+    http10_and_connection_close,
+    last_modified_and_304,
+    range_edge_cases,
+    other_methods_get_405,
+    directories,
+    errors_and_limits,
+    traversal_suite,
+    with_curl,
+    sparse_file_past_4_gib,
+    delete_while_sending,
+    truncate_while_sending,
+    header_trickle_times_out,
+    reader_that_stops_times_out,
+    fifo_does_not_block,
+    fds_return_to_baseline,
+);
+
+fn get_and_head(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let r = server.get("/hello.txt", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello world\n");
+    assert_eq!(r.length(), 12);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert!(r.header("last-modified").unwrap().ends_with(" GMT"));
+    assert!(r.header("date").is_some());
+    assert_eq!(r.header("connection"), Some("close"));
+
+    assert_eq!(
+        server.get("/page.html", "").header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        server.get("/noext", "").header("content-type"),
+        Some("application/octet-stream")
+    );
+    let empty = server.get("/empty.txt", "");
+    assert_eq!((empty.status, empty.length()), (200, 0));
+    assert_eq!(server.get("/link_inside", "").body, b"hello world\n");
+
+    // HEAD: the same head, no body. A GET right behind it on the same connection parses
+    // cleanly only if no body bytes came.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"HEAD /data.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let head = read_response(&mut reader, true);
+    assert_eq!((head.status, head.length()), (200, 1000));
+    assert_eq!(head.header("content-type"), Some("application/octet-stream"));
+    let get = read_response(&mut reader, false);
+    assert_eq!(get.body, b"hello world\n");
+}
+
+fn keep_alive_and_pipelining(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let mut stream = server.connect();
+    // Five requests in one write, answered in the order sent, on one connection.
+    stream
+        .write_all(
+            b"GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /missing HTTP/1.1\r\nHost: t\r\n\r\n\
+              HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n\
+              GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let first = read_response(&mut reader, false);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, (0..1000).map(pattern).collect::<Vec<_>>());
+    assert_eq!(first.header("connection"), Some("keep-alive"));
+    assert_eq!(read_response(&mut reader, false).status, 404);
+    let head = read_response(&mut reader, true);
+    assert_eq!((head.status, head.length()), (200, 12));
+    let range = read_response(&mut reader, false);
+    assert_eq!((range.status, range.body.clone()), (206, vec![pattern(997), pattern(998), pattern(999)]));
+    assert_eq!(read_response(&mut reader, false).body, b"hello world\n");
+    // Still open: one more request, sent after the others were answered.
+    stream
+        .write_all(b"GET /sub/one.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader, false).body, b"one\n");
+    // A request split across writes is still one request.
+    stream.write_all(b"GET /hello.txt HT").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    stream.write_all(b"TP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader, false).status, 200);
+}
+
+fn http10_and_connection_close(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    for raw in [
+        &b"GET /hello.txt HTTP/1.0\r\n\r\n"[..],
+        b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /hello.txt HTTP/1.0\n\n", // bare LF line ends
+    ] {
+        let mut stream = server.connect();
+        stream.write_all(raw).unwrap();
+        let mut reader = BufReader::new(stream);
+        let r = read_response(&mut reader, false);
+        assert_eq!(r.body, b"hello world\n");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(count_to_eof(&mut reader), 0, "connection not closed after {raw:?}");
+    }
+    // A client that half-closes after its request still gets the answer.
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(read_response(&mut reader, false).body, b"hello world\n");
+    assert_eq!(count_to_eof(&mut reader), 0);
+}
+
+fn last_modified_and_304(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let first = server.get("/hello.txt", "");
+    let last_modified = first.header("last-modified").unwrap().to_string();
+    let same = server.get("/hello.txt", &format!("If-Modified-Since: {last_modified}\r\n"));
+    assert_eq!(same.status, 304);
+    assert!(same.body.is_empty());
+    assert_eq!(same.header("last-modified"), Some(last_modified.as_str()));
+    let later = server.get(
+        "/hello.txt",
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n",
+    );
+    assert_eq!(later.status, 304);
+    let older = server.get(
+        "/hello.txt",
+        "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+    );
+    assert_eq!((older.status, older.body.as_slice()), (200, &b"hello world\n"[..]));
+    let garbage = server.get("/hello.txt", "If-Modified-Since: yesterday\r\n");
+    assert_eq!(garbage.status, 200);
+    // 304 on a kept-alive connection, then another request on it.
+    let mut stream = server.connect();
+    let raw = format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {last_modified}\r\n\r\nGET /noext HTTP/1.1\r\nHost: t\r\n\r\n"
+    );
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(read_response(&mut reader, false).status, 304);
+    assert_eq!(read_response(&mut reader, false).body, b"x");
+}
+
+fn range_edge_cases(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let all: Vec<u8> = (0..1000).map(pattern).collect();
+    let partial = |range: &str, start: usize, end: usize| {
+        let r = server.get("/data.bin", &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 206, "{range}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {start}-{end}/1000").as_str()),
+            "{range}"
+        );
+        assert_eq!(r.body, all[start..=end], "{range}");
+    };
+    partial("bytes=0-0", 0, 0);
+    partial("bytes=10-19", 10, 19);
+    partial("bytes=990-", 990, 999); // open-ended
+    partial("bytes=-5", 995, 999); // suffix
+    partial("bytes=-5000", 0, 999); // suffix longer than the file
+    partial("bytes=995-2000", 995, 999); // last past the end: clamped
+    partial("bytes=999-999", 999, 999);
+
+    for unsatisfiable in ["bytes=1000-", "bytes=1000-1000", "bytes=5000-6000", "bytes=-0"] {
+        let r = server.get("/data.bin", &format!("Range: {unsatisfiable}\r\n"));
+        assert_eq!(r.status, 416, "{unsatisfiable}");
+        assert_eq!(r.header("content-range"), Some("bytes */1000"));
+    }
+    let empty = server.get("/empty.txt", "Range: bytes=0-\r\n");
+    assert_eq!((empty.status, empty.header("content-range")), (416, Some("bytes */0")));
+
+    // Ignored, so the whole file with 200: several ranges, bad syntax, another unit.
+    for ignored in ["bytes=0-1,5-6", "bytes=5-3", "bytes=abc", "lines=1-2"] {
+        let r = server.get("/data.bin", &format!("Range: {ignored}\r\n"));
+        assert_eq!((r.status, r.body.len()), (200, 1000), "{ignored}");
+    }
+    // If-Range with another date: the range no longer applies.
+    let r = server.get(
+        "/data.bin",
+        "Range: bytes=0-9\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+    );
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    // HEAD with a range: the 206 head, no body.
+    let head = server.exchange(b"HEAD /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100-199\r\nConnection: close\r\n\r\n");
+    assert_eq!((head.status, head.length()), (206, 100));
+}
+
+fn other_methods_get_405(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get"] {
+        let raw = format!("{method} /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let r = server.exchange(raw.as_bytes());
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+    // A body on the request: answered, then the connection is closed (the body is not read
+    // as a next request).
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nGET /")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(read_response(&mut reader, false).status, 405);
+    assert_eq!(count_to_eof(&mut reader), 0);
+}
+
+fn directories(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let moved = server.get("/sub", "");
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.header("location"), Some("/sub/"));
+    let index = server.get("/withindex/", "");
+    assert_eq!((index.status, index.body.as_slice()), (200, &b"<h1>index</h1>\n"[..]));
+    assert_eq!(index.header("content-type"), Some("text/html; charset=utf-8"));
+    let listing = server.get("/sub/", "");
+    assert_eq!(listing.status, 200);
+    let html = String::from_utf8(listing.body).unwrap();
+    assert!(html.contains("<a href=\"one.txt\">one.txt</a>"), "{html}");
+    assert!(html.contains("<a href=\"we%20ird%26%3Cname%3E.txt\">we ird&amp;&lt;name&gt;.txt</a>"), "{html}");
+    assert!(html.contains("href=\"../\""));
+    let top = String::from_utf8(server.get("/", "").body).unwrap();
+    assert!(top.contains("<a href=\"sub/\">sub/</a>") && top.contains("hello.txt"));
+    assert!(!top.contains(SECRET) && !top.contains("secret.txt"));
+    // The link the listing gives for the odd name works.
+    assert_eq!(server.get("/sub/we%20ird%26%3Cname%3E.txt", "").body, b"w\n");
+}
+
+fn errors_and_limits(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let missing = server.get("/nope.txt", "");
+    assert_eq!((missing.status, missing.body.as_slice()), (404, &b"404 Not Found\n"[..]));
+    assert_eq!(server.get("/hello.txt/x", "").status, 404);
+    for bad in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /hello.txt\r\n\r\n",
+        b"GET  /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\n\r\n", // 1.1 without Host
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
+        b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n",
+    ] {
+        let mut stream = server.connect();
+        stream.write_all(bad).unwrap();
+        let mut reader = BufReader::new(stream);
+        assert_eq!(read_response(&mut reader, false).status, 400, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(count_to_eof(&mut reader), 0, "400 closes");
+    }
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    assert_eq!(server.exchange(long_target.as_bytes()).status, 414);
+    // A request line that never ends is cut off at the limit too, without waiting for it.
+    let mut stream = server.connect();
+    stream.write_all(format!("GET /{}", "a".repeat(20_000)).as_bytes()).unwrap();
+    assert_eq!(read_response(&mut BufReader::new(stream), false).status, 414);
+    let big_header = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(20_000));
+    assert_eq!(server.exchange(big_header.as_bytes()).status, 431);
+    let many = format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", "X-A: b\r\n".repeat(150));
+    assert_eq!(server.exchange(many.as_bytes()).status, 431);
+    // A name longer than NAME_MAX within the line limit: the kernel says ENAMETOOLONG.
+    let long_name = format!("/{}", "n".repeat(5000));
+    assert_eq!(server.get(&long_name, "").status, 414);
+    assert_eq!(server.exchange(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").status, 505);
+    assert_eq!(server.get("/fifo", "").status, 403);
+    // Still serving.
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+}
+
+fn traversal_suite(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let cases: &[(&str, u16)] = &[
+        ("/../secret.txt", 400),
+        ("/sub/../../secret.txt", 400),
+        ("/./hello.txt", 400),
+        ("/%2e%2e/secret.txt", 400),
+        ("/%2E%2E/secret.txt", 400),
+        ("/.%2e/secret.txt", 400),
+        ("/%2e./secret.txt", 400),
+        ("/sub%2f..%2f..%2fsecret.txt", 400),
+        ("/sub%2F..%2F..%2Fsecret.txt", 400),
+        ("/..%2fsecret.txt", 400),
+        ("/..\\secret.txt", 400),
+        ("/..%5csecret.txt", 400),
+        ("/sub\\..\\..\\secret.txt", 400),
+        ("/hello.txt%00.html", 400),
+        ("/%00", 400),
+        ("/a%0d%0aSet-Cookie:x", 400),
+        ("/%1b[2J", 400),
+        ("/%7f", 400),
+        ("/%", 400),
+        ("/%zz", 400),
+        ("http://t/../secret.txt", 400), // absolute-form
+        ("http://t/hello.txt", 400),
+        ("secret.txt", 400),
+        ("*", 400),
+        ("/link_out", 403),         // ../secret.txt
+        ("/link_abs", 403),         // /tmp/.../secret.txt
+        ("/link_sneaky", 403),      // sub/../../secret.txt
+        ("/link_etc/passwd", 403),  // through an absolute symlink to a directory
+        ("/link_etc/", 403),
+        ("//etc/passwd", 404),      // merged slashes: etc/passwd beneath the root
+        ("/etc/passwd", 404),
+        ("/%252e%252e/secret.txt", 404), // decoded once: a name "%2e%2e" (a file), not a dir
+        ("/%c0%ae%c0%ae/secret.txt", 404), // overlong UTF-8 dots are just bytes
+    ];
+    for &(target, status) in cases {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut stream = server.connect();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{target}: {text}");
+        assert!(!text.contains(SECRET) && !text.contains("root:"), "{target} disclosed: {text}");
+    }
+    // Double encoding names a file literally called %2e%2e.
+    assert_eq!(server.get("/%252e%252e", "").body, b"a file named %2e%2e\n");
+    // A symlink swapped to point outside between requests is refused at open time.
+    let root = fx.root();
+    std::fs::remove_file(root.join("link_inside")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", root.join("link_inside")).unwrap();
+    assert_eq!(server.get("/link_inside", "").status, 403);
+    // A bare control byte in the raw request line.
+    let r = server.exchange(b"GET /hello\x01.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 400);
+}
+
+/// curl is the client most people will point at this server; /usr/bin/curl must exist.
+fn curl(args: &[&str]) -> (String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl must be installed (apt-get install curl)");
+    assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
+}
+
+fn with_curl(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    write_pattern(&root.join("three.bin"), 3 << 20);
+    let server = Server::start(mode, &root, &[]);
+    let (_, body) = curl(&[&server.url("/three.bin")]);
+    assert_eq!(body.len(), 3 << 20);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+    let (_, head) = curl(&["-I", &server.url("/three.bin")]);
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Length: 3145728"), "{head}");
+    let (_, part) = curl(&["-r", "1048576-1048585", &server.url("/three.bin")]);
+    assert_eq!(part, (1048576..1048586).map(pattern).collect::<Vec<_>>());
+    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-r", "9999999-", &server.url("/three.bin")]);
+    assert_eq!(code, b"416");
+    let (_, old) = curl(&["--http1.0", &server.url("/hello.txt")]);
+    assert_eq!(old, b"hello world\n");
+    // -z DATE sends If-Modified-Since: a date after the file's mtime gets 304.
+    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-z", "Fri, 01 Jan 2100 00:00:00 GMT", &server.url("/hello.txt")]);
+    assert_eq!(code, b"304");
+    // Two URLs, one connection (curl reuses it: keep-alive).
+    let (_, both) = curl(&[&server.url("/hello.txt"), &server.url("/sub/one.txt"), "-w", "%{num_connects}"]);
+    assert_eq!(both, b"hello world\n1one\n0");
+    let (_, code) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "--path-as-is", &server.url("/../secret.txt")]);
+    assert_eq!(code, b"400");
+}
+
+fn sparse_file_past_4_gib(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let len: u64 = (5 << 30) + 12345;
+    let marker_at: u64 = (4 << 30) + 100;
+    let file = std::fs::File::create(dir.path().join("huge.bin")).unwrap();
+    file.set_len(len).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"MARKER-PAST-4GiB", marker_at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"THE-END", len - 7).unwrap();
+    drop(file);
+    let server = Server::start(mode, dir.path(), &[]);
+
+    let head = server.exchange(b"HEAD /huge.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((head.status, head.length()), (200, len));
+    let r = server.get("/huge.bin", &format!("Range: bytes={marker_at}-{}\r\n", marker_at + 15));
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, b"MARKER-PAST-4GiB");
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {marker_at}-{}/{len}", marker_at + 15).as_str())
+    );
+    let tail = server.get("/huge.bin", "Range: bytes=-7\r\n");
+    assert_eq!(tail.body, b"THE-END");
+
+    // The whole file: more than 4 GiB through one connection (holes read as zeros, fast).
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
+    let whole = read_response(&mut reader, true); // head only; count the body ourselves
+    assert_eq!(whole.length(), len);
+    assert_eq!(count_to_eof(&mut reader), len);
+}
+
+/// Starts a download of `name`, reads `first` bytes of the body, and returns the reader.
+fn start_download(server: &Server, name: &str, first: usize) -> (BufReader<TcpStream>, u64) {
+    let mut stream = server.connect();
+    let raw = format!("GET /{name} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let head = read_response(&mut reader, true);
+    let mut buf = vec![0; first];
+    reader.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+    (reader, head.length())
+}
+
+fn delete_while_sending(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let len: u64 = 48 << 20;
+    write_pattern(&dir.path().join("going.bin"), len);
+    let server = Server::start(mode, dir.path(), &[]);
+    let (mut reader, announced) = start_download(&server, "going.bin", 1 << 20);
+    assert_eq!(announced, len);
+    // The name goes; the open fd in the server keeps the inode (and the bytes) alive.
+    std::fs::remove_file(dir.path().join("going.bin")).unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len() as u64, len - (1 << 20));
+    let offset = 1u64 << 20;
+    assert!(rest.iter().enumerate().all(|(i, &b)| b == pattern(offset + i as u64)));
+    assert_eq!(server.get("/going.bin", "").status, 404);
+}
+
+fn truncate_while_sending(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let len: u64 = 64 << 20;
+    write_pattern(&dir.path().join("shrinking.bin"), len);
+    std::fs::write(dir.path().join("small.txt"), "small\n").unwrap();
+    let server = Server::start(mode, dir.path(), &[]);
+    let (mut reader, _) = start_download(&server, "shrinking.bin", 1 << 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("shrinking.bin"))
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    // The server notices at its next sendfile/pread (0 bytes before the end) and closes:
+    // the client sees end of file short of Content-Length, instead of waiting for ever.
+    let received = (1 << 20) + count_to_eof(&mut reader);
+    assert!(received < len, "got all {len} bytes of a truncated file");
+    // And it does not spin on the writable socket: almost no CPU while idle.
+    let before = server.cpu_ticks();
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = server.cpu_ticks() - before;
+    assert!(used < 20, "server used {used} ticks in 1 s after a truncation");
+    assert_eq!(server.get("/small.txt", "").body, b"small\n");
+}
+
+fn header_trickle_times_out(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &["--header-timeout", "600ms"]);
+    let mut stream = server.connect();
+    let started = Instant::now();
+    // One byte every 100 ms: each arrives well within any per-read timeout, but the head as a
+    // whole never completes within the header timeout.
+    let trickle = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for &byte in trickle.iter() {
+        if stream.write_all(&[byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4), "closed after {:?}", started.elapsed());
+}
+
+fn reader_that_stops_times_out(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    write_pattern(&dir.path().join("big.bin"), 64 << 20);
+    let server = Server::start(mode, dir.path(), &["--send-timeout", "500ms"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let baseline = server.open_fds();
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Never read: the socket buffers fill, the server makes no progress, and drops us
+    // (closing the socket and the file).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.open_fds(), baseline + 2, "socket and file open while sending");
+    server.assert_fds_return_to(baseline);
+    drop(stream);
+}
+
+fn fifo_does_not_block(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    // Nobody writes to the FIFO: opening it for reading in blocking mode would hang the loop.
+    let started = Instant::now();
+    assert_eq!(server.get("/fifo", "").status, 403);
+    assert_eq!(server.get("/fifo", "Range: bytes=0-\r\n").status, 403);
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn fds_return_to_baseline(mode: &str) {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("mid.bin"), 16 << 20);
+    let server = Server::start(mode, &fx.root(), &[]);
+    std::thread::sleep(Duration::from_millis(100));
+    let baseline = server.open_fds();
+    for _ in 0..20 {
+        server.get("/hello.txt", "");
+        server.get("/missing", "");
+        server.get("/link_out", "");
+        server.get("/sub/", "");
+        server.get("/data.bin", "Range: bytes=5000-\r\n");
+        server.exchange(b"BAD\r\n\r\n");
+    }
+    // Clients that vanish mid-download: the server closes the socket and the file.
+    for _ in 0..5 {
+        let (reader, _) = start_download(&server, "mid.bin", 4096);
+        drop(reader);
+    }
+    // A keep-alive connection left open holds exactly one fd (no file between requests).
+    let mut idle = server.connect();
+    idle.write_all(b"GET /data.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(idle.try_clone().unwrap());
+    read_response(&mut reader, false);
+    server.assert_fds_return_to(baseline + 1);
+    drop((idle, reader));
+    server.assert_fds_return_to(baseline);
+}
+
+#[test]
+fn sigterm_prints_a_summary_and_exits_0() {
+    let fx = Fixture::new();
+    let mut server = Server::start("sendfile", &fx.root(), &[]);
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    server
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(rest.starts_with("stopped model=fileserve-sendfile connections=1 requests=1 bytes=12 "), "{rest}");
+}
+
+#[test]
+fn bad_arguments_fail_in_one_line() {
+    for args in [
+        &["--root", "/definitely/not/here"][..],
+        &["--mode", "teleport"],
+        &["--header-timeout", "soon"],
+    ] {
+        let out = Command::new(BIN)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("fileserve: error: "), "{stderr}");
+    }
+}
