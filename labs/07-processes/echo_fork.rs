@@ -97,8 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut children: HashSet<Pid> = HashSet::new();
     loop {
-        server.signals.drain(); // nobody polls the wake pipe here; keep it from filling
         if server.signals.take_report() {
+            server.signals.drain(); // nobody polls the wake pipe here; keep it from filling
             reports.collect(&server.stats);
             server.report();
         }

@@ -143,10 +143,10 @@ fn adopted_by_someone(top: Pid, orphan: Pid, after: Pid) -> anyhow::Result<()> {
         bail!("the orphan was adopted by {after}, which is neither init nor an ancestor of {top}");
     };
     println!("top {top}: adopter {after} ({}) is {who}", name(after));
-    println!(
-        "top {top}: waitpid({orphan}) -> {:?}  (not ours to reap)",
-        waitpid(orphan, None)
-    );
+    match waitpid(orphan, None) {
+        Ok(status) => println!("top {top}: waitpid({orphan}) -> {}", describe(status)),
+        Err(e) => println!("top {top}: waitpid({orphan}) -> {e}  (not our child any more)"),
+    }
 
     // Its exit status now belongs to the adopter; a good init reaps it at once.
     if process::eventually(Duration::from_secs(2), || {

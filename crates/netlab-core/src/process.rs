@@ -36,7 +36,8 @@ pub use nix::unistd::Pid;
 /// - every signal is blocked across the fork, so none can run the parent's handler inside the
 ///   child before the child has reset it;
 /// - in the child, signals that had a handler go back to their default action (as `execve`
-///   would do), ignored ones stay ignored (SIGPIPE stays ignored, as the Rust runtime set it),
+///   would do; except the Rust runtime's SIGSEGV/SIGBUS stack-overflow reporter), ignored ones
+///   stay ignored (SIGPIPE stays ignored, as the Rust runtime set it),
 ///   then the old signal mask is restored. A child of a server therefore dies of SIGTERM
 ///   instead of setting the parent's stop flag.
 ///
@@ -90,7 +91,12 @@ pub fn exit_now(code: i32) -> ! {
 /// In a fresh child: every signal with a handler goes back to SIG_DFL; SIG_IGN stays.
 fn reset_caught_signals() {
     for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+        // SIGKILL and SIGSTOP cannot be caught; SIGSEGV and SIGBUS carry the Rust runtime's
+        // stack-overflow report, which the child keeps.
+        if matches!(
+            sig,
+            Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGSEGV | Signal::SIGBUS
+        ) {
             continue;
         }
         let mut current: libc::sigaction = unsafe_zeroed_sigaction();
