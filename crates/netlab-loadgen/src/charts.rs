@@ -45,13 +45,12 @@ pub fn bars(path: &Path, title: &str, y_label: &str, data: &[(String, f64)]) -> 
                 color.filled(),
             )))
             .map_err(|e| anyhow!("{e}"))?;
-        let centre = ("sans-serif", 15)
-            .into_font()
-            .color(&BLACK)
-            .pos(plotters::style::text_anchor::Pos::new(
+        let centre = ("sans-serif", 15).into_font().color(&BLACK).pos(
+            plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Bottom,
-            ));
+            ),
+        );
         chart
             .draw_series(std::iter::once(Text::new(
                 crate::units::human(*value),
@@ -59,13 +58,12 @@ pub fn bars(path: &Path, title: &str, y_label: &str, data: &[(String, f64)]) -> 
                 centre.clone(),
             )))
             .map_err(|e| anyhow!("{e}"))?;
-        let under = ("sans-serif", 16)
-            .into_font()
-            .color(&BLACK)
-            .pos(plotters::style::text_anchor::Pos::new(
+        let under = ("sans-serif", 16).into_font().color(&BLACK).pos(
+            plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Top,
-            ));
+            ),
+        );
         // The model name under its bar, drawn in pixel space below the plotting area.
         let (px, py) = chart.backend_coord(&(x + 0.5, 0.0));
         root.draw(&Text::new(label.clone(), (px, py + 8), under))
@@ -131,7 +129,9 @@ pub fn lines(
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| anyhow!("{e}"))?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(|e| anyhow!("{e}"))?;
@@ -155,9 +155,15 @@ mod tests {
     fn writes_svg_files() {
         let dir = tempfile::tempdir().unwrap();
         let bar = dir.path().join("b.svg");
-        bars(&bar, "t", "msg/s", &[("a".into(), 10.0), ("b".into(), 20.0)]).unwrap();
+        bars(
+            &bar,
+            "t",
+            "msg/s",
+            &[("a".into(), 10.0), ("b".into(), 20.0)],
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&bar).unwrap();
-        assert!(text.starts_with("<svg") && text.contains(">a<") && text.contains(">b<"));
+        assert!(text.starts_with("<svg") && text.contains("\na\n") && text.contains("\nb\n"));
         let line = dir.path().join("l.svg");
         lines(
             &line,
@@ -169,6 +175,6 @@ mod tests {
         )
         .unwrap();
         let text = std::fs::read_to_string(&line).unwrap();
-        assert!(text.contains("poll") && text.contains(">1000<"));
+        assert!(text.contains("poll") && text.contains("\n1000\n"));
     }
 }

@@ -156,7 +156,9 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
     env.server_core = placement.server;
     let mut reports = Vec::new();
     for spec in &plan.models {
-        if spec.name == "fork" && plan.workload.connections + plan.workload.idle > plan.max_processes {
+        if spec.name == "fork"
+            && plan.workload.connections + plan.workload.idle > plan.max_processes
+        {
             reports.push(RunReport::unavailable(
                 spec.name,
                 &plan.workload,
@@ -170,11 +172,21 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             continue;
         }
         eprintln!("loadgen: {} ...", spec.name);
-        reports.push(run_model(spec, &bin_dir, &plan.workload, &env, &placement, plan.syscalls));
+        reports.push(run_model(
+            spec,
+            &bin_dir,
+            &plan.workload,
+            &env,
+            &placement,
+            plan.syscalls,
+        ));
     }
     let out_dir = output_dir(out, "netlab-report")?;
     let mut files = write_results(&out_dir, &reports)?;
-    let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status != "unavailable").collect();
+    let measured: Vec<&RunReport> = reports
+        .iter()
+        .filter(|r| r.status != "unavailable")
+        .collect();
     let chart = |name: &str, title: &str, y: &str, f: &dyn Fn(&RunReport) -> f64| {
         let path = out_dir.join(name);
         let data: Vec<(String, f64)> = measured.iter().map(|r| (r.model.clone(), f(r))).collect();

@@ -21,6 +21,9 @@ pub struct Sample {
     pub threads: u64,
     pub utime_ticks: u64,
     pub stime_ticks: u64,
+    /// CPU time in ns from /proc/TID/schedstat, summed over every thread; `None` when the
+    /// kernel has no schedstat.
+    pub cpu_ns: Option<u64>,
     pub voluntary_cs: u64,
     pub involuntary_cs: u64,
     pub rss_kib: u64,
@@ -43,7 +46,10 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
         for task in tasks.flatten() {
             let path = task.path().join("children");
             if let Ok(text) = std::fs::read_to_string(path) {
-                tree.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                tree.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
             }
         }
     }
@@ -55,7 +61,10 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
 /// Reads every process of the tree rooted at `pid`. `None` if the server itself is gone.
 pub fn sample(pid: i32) -> Option<Sample> {
     procfs::stat(pid).ok()?;
-    let mut total = Sample::default();
+    let mut total = Sample {
+        cpu_ns: Some(0),
+        ..Sample::default()
+    };
     for p in process_tree(pid) {
         let Ok(stat) = procfs::stat(p) else { continue };
         if stat.state == 'Z' {
@@ -74,7 +83,10 @@ pub fn sample(pid: i32) -> Option<Sample> {
         // Context switches are per thread: sum the tasks.
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for task in tasks.flatten() {
-                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok())
+                let Some(tid) = task
+                    .file_name()
+                    .to_str()
+                    .and_then(|t| t.parse::<i32>().ok())
                 else {
                     continue;
                 };
@@ -82,10 +94,54 @@ pub fn sample(pid: i32) -> Option<Sample> {
                     total.voluntary_cs += status.voluntary_ctxt_switches;
                     total.involuntary_cs += status.nonvoluntary_ctxt_switches;
                 }
+                total.cpu_ns = match (total.cpu_ns, schedstat_ns(tid)) {
+                    (Some(sum), Some(ns)) => Some(sum + ns),
+                    _ => None,
+                };
             }
         }
     }
     Some(total)
+}
+
+/// Time the thread has run, in ns: the first field of `/proc/TID/schedstat` (the scheduler's
+/// `sum_exec_runtime`). Read locally: netlab_core::procfs has no schedstat probe.
+pub fn schedstat_ns(tid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{tid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits (at most `limit`) until the server's process tree stops growing, e.g. a forking
+/// server that has not forked for every accepted connection yet. Returns the tree.
+pub fn settled_tree(pid: i32, limit: std::time::Duration) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut tree = process_tree(pid);
+    let mut same = 0;
+    while same < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let next = process_tree(pid);
+        same = if next.len() == tree.len() {
+            same + 1
+        } else {
+            0
+        };
+        tree = next;
+    }
+    tree
+}
+
+/// What the server did over the window.
+#[derive(Debug, Clone, Copy)]
+pub struct Work {
+    pub window_s: f64,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Connections open (active and idle).
+    pub connections: usize,
 }
 
 /// The server's cost over the window, per message and in total.
@@ -103,8 +159,11 @@ pub struct ServerCost {
     pub cpu_user_us_per_msg: f64,
     pub cpu_system_us_per_msg: f64,
     pub cpu_us_per_msg: f64,
-    /// The resolution of the per-message CPU figures: one clock tick divided by the messages.
+    /// The resolution of the per-message CPU figures: one clock tick (or 1 us with schedstat)
+    /// divided by the messages.
     pub cpu_resolution_us_per_msg: f64,
+    /// `schedstat` (total in ns; user/system split by the tick ratio) or `ticks` (10 ms).
+    pub cpu_source: String,
     /// CPU milliseconds per GiB moved (useful for the HTTP mode).
     pub cpu_ms_per_gib: f64,
     pub voluntary_cs_per_msg: f64,
@@ -117,21 +176,46 @@ pub struct ServerCost {
 }
 
 impl ServerCost {
-    /// Cost between two samples, for `messages` messages, `bytes` bytes and `connections` open.
+    /// Cost between two samples, for the work done in between.
     pub fn between(
         pid: i32,
         before_connections: Option<&Sample>,
         start: &Sample,
         end: &Sample,
-        window_s: f64,
-        messages: u64,
-        bytes: u64,
-        connections: usize,
+        work: &Work,
     ) -> ServerCost {
+        let Work {
+            window_s,
+            messages,
+            bytes,
+            connections,
+        } = *work;
         let hz = procfs::clock_ticks_per_second() as f64;
-        let user_s = end.utime_ticks.saturating_sub(start.utime_ticks) as f64 / hz;
-        let system_s = end.stime_ticks.saturating_sub(start.stime_ticks) as f64 / hz;
-        let per = |x: f64| if messages > 0 { x / messages as f64 } else { 0.0 };
+        let tick_user_s = end.utime_ticks.saturating_sub(start.utime_ticks) as f64 / hz;
+        let tick_system_s = end.stime_ticks.saturating_sub(start.stime_ticks) as f64 / hz;
+        // The total from schedstat (ns, per thread) when there is one: clock ticks are charged
+        // per process and truncated, so 50 forked children of 5 ms each would add up to 0.
+        // The user/system split still comes from the ticks.
+        let (user_s, system_s, precise) = match (start.cpu_ns, end.cpu_ns) {
+            (Some(a), Some(b)) => {
+                let total = b.saturating_sub(a) as f64 / 1e9;
+                let ticks = tick_user_s + tick_system_s;
+                let user_share = if ticks > 0.0 {
+                    tick_user_s / ticks
+                } else {
+                    0.0
+                };
+                (total * user_share, total * (1.0 - user_share), true)
+            }
+            _ => (tick_user_s, tick_system_s, false),
+        };
+        let per = |x: f64| {
+            if messages > 0 {
+                x / messages as f64
+            } else {
+                0.0
+            }
+        };
         let gib = bytes as f64 / (1u64 << 30) as f64;
         let baseline = before_connections.map_or(0, |s| s.rss_kib);
         ServerCost {
@@ -145,7 +229,12 @@ impl ServerCost {
             cpu_user_us_per_msg: per(user_s * 1e6),
             cpu_system_us_per_msg: per(system_s * 1e6),
             cpu_us_per_msg: per((user_s + system_s) * 1e6),
-            cpu_resolution_us_per_msg: per(1e6 / hz),
+            cpu_resolution_us_per_msg: if precise { per(1e-3) } else { per(1e6 / hz) },
+            cpu_source: if precise {
+                "schedstat".into()
+            } else {
+                "ticks".into()
+            },
             cpu_ms_per_gib: if gib > 0.0 {
                 (user_s + system_s) * 1e3 / gib
             } else {
@@ -153,7 +242,7 @@ impl ServerCost {
             },
             voluntary_cs_per_msg: per(end.voluntary_cs.saturating_sub(start.voluntary_cs) as f64),
             involuntary_cs_per_msg: per(
-                end.involuntary_cs.saturating_sub(start.involuntary_cs) as f64,
+                end.involuntary_cs.saturating_sub(start.involuntary_cs) as f64
             ),
             rss_kib: end.rss_kib,
             peak_rss_kib: end.hwm_kib,
@@ -172,7 +261,10 @@ mod tests {
 
     #[test]
     fn samples_this_process_and_a_child() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let me = std::process::id() as i32;
         let tree = process_tree(me);
         assert_eq!(tree[0], me);

@@ -281,10 +281,10 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         threads,
         pattern: Pattern::new(workload.size.max(HEADER)),
         request: match &workload.protocol {
-            Protocol::Http { host, path } => format!(
-                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-loadgen\r\n\r\n"
-            )
-            .into_bytes(),
+            Protocol::Http { host, path } => {
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-loadgen\r\n\r\n")
+                    .into_bytes()
+            }
             Protocol::Echo => Vec::new(),
         },
         completed: (0..threads).map(|_| AtomicU64::new(0)).collect(),
@@ -292,6 +292,7 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         active_done: Barrier::new(threads),
         all_connected: Barrier::new(threads + 1),
         go: Barrier::new(threads + 1),
+        sampled: Barrier::new(threads + 1),
         start: Mutex::new(None),
     });
 
@@ -328,7 +329,13 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     let measure_start = start + workload.warmup;
     let end = measure_start + workload.duration;
 
-    let completed = || -> u64 { shared.completed.iter().map(|c| c.load(Ordering::Relaxed)).sum() };
+    let completed = || -> u64 {
+        shared
+            .completed
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    };
     progress.load_phase(workload.warmup + workload.duration);
     sleep_until(measure_start, &progress, start, &completed);
     window.measure_start();
@@ -336,6 +343,7 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     sleep_until(end, &progress, start, &completed);
     let usage_end = process_cpu();
     window.measure_end();
+    shared.sampled.wait();
     progress.finish();
 
     let mut results = Vec::new();
@@ -463,7 +471,12 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn sleep_until(deadline: Instant, progress: &Progress, start: Instant, completed: &dyn Fn() -> u64) {
+fn sleep_until(
+    deadline: Instant,
+    progress: &Progress,
+    start: Instant,
+    completed: &dyn Fn() -> u64,
+) {
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -546,6 +559,9 @@ struct Shared {
     active_done: Barrier,
     all_connected: Barrier,
     go: Barrier,
+    /// The main thread has sampled the server at the end of the window: connections may close
+    /// (a thread-per-connection server loses its threads when they do).
+    sampled: Barrier,
     start: Mutex<Option<Instant>>,
 }
 
@@ -745,6 +761,10 @@ impl Worker {
         self.measure_start = start + w.warmup;
         self.end = self.measure_start + w.duration;
         self.load(start, &mut events);
+        shared.sampled.wait();
+        for i in 0..self.conns.len() {
+            self.close(i);
+        }
         Ok(self.result)
     }
 
@@ -800,11 +820,11 @@ impl Worker {
         match Sock::open(&target) {
             Ok(mut sock) => {
                 let token = Token(i);
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(sock.source(), token, Interest::READABLE | Interest::WRITABLE)
-                {
+                if let Err(e) = self.poll.registry().register(
+                    sock.source(),
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
                     self.record_error(ConnError(ErrorKind::ClientLimit, format!("epoll_ctl: {e}")));
                     self.conns[i].state = State::Closed;
                     return;
@@ -845,7 +865,10 @@ impl Worker {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
             Err(e) => {
-                self.record_error(ConnError(ErrorKind::ClientLimit, format!("epoll_wait: {e}")));
+                self.record_error(ConnError(
+                    ErrorKind::ClientLimit,
+                    format!("epoll_wait: {e}"),
+                ));
                 std::thread::sleep(wait);
                 return;
             }
@@ -859,7 +882,10 @@ impl Worker {
         let i = event.token().0;
         match self.conns[i].state {
             State::Connecting(_) => {
-                let sock = self.conns[i].sock.as_ref().expect("connecting has a socket");
+                let sock = self.conns[i]
+                    .sock
+                    .as_ref()
+                    .expect("connecting has a socket");
                 match sock.finish_connect() {
                     Ok(true) => self.connected(i, Instant::now()),
                     Ok(false) => return,
@@ -891,7 +917,9 @@ impl Worker {
         let mut buf = std::mem::take(&mut self.buf);
         loop {
             let conn = &mut self.conns[i];
-            let Some(sock) = conn.sock.as_mut() else { break };
+            let Some(sock) = conn.sock.as_mut() else {
+                break;
+            };
             match sock.read(&mut buf) {
                 Ok(0) => {
                     let owed = !conn.inflight.is_empty() || conn.recv_off > 0;
@@ -952,7 +980,11 @@ impl Worker {
         if !conn.active {
             return Err(ConnError(
                 ErrorKind::Mismatch,
-                format!("idle connection {} received {} bytes nobody sent", conn.id, data.len()),
+                format!(
+                    "idle connection {} received {} bytes nobody sent",
+                    conn.id,
+                    data.len()
+                ),
             ));
         }
         match self.shared.workload.protocol {
@@ -1000,7 +1032,10 @@ impl Worker {
             if conn.inflight.is_empty() {
                 return Err(ConnError(
                     ErrorKind::Http,
-                    format!("connection {}: bytes arrived with no request outstanding", conn.id),
+                    format!(
+                        "connection {}: bytes arrived with no request outstanding",
+                        conn.id
+                    ),
                 ));
             }
             if let Some(left) = conn.body_left {
@@ -1093,7 +1128,9 @@ impl Worker {
     /// Writes what the connection has queued, until done or the socket buffer is full.
     fn flush(&mut self, i: usize) {
         let conn = &mut self.conns[i];
-        let Some(sock) = conn.sock.as_mut() else { return };
+        let Some(sock) = conn.sock.as_mut() else {
+            return;
+        };
         while conn.out_pos < conn.out.len() {
             match sock.write(&conn.out[conn.out_pos..]) {
                 Ok(n) => conn.out_pos += n,
@@ -1164,7 +1201,8 @@ impl Worker {
                 }
             }
         }
-        let check_every = (w.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(100));
+        let check_every =
+            (w.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(100));
         let mut next_check = Instant::now() + check_every;
         let mut drain_deadline = None;
         loop {
@@ -1230,9 +1268,6 @@ impl Worker {
                 );
                 self.fail(i, error);
             }
-        }
-        for i in 0..self.conns.len() {
-            self.close(i);
         }
     }
 
@@ -1315,7 +1350,9 @@ fn parse_http_head(head: &[u8]) -> Result<u64, String> {
                     .map_err(|_| format!("bad Content-Length {value:?}"))?,
             );
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(format!("Transfer-Encoding {value:?} is not supported; need Content-Length"));
+            return Err(format!(
+                "Transfer-Encoding {value:?} is not supported; need Content-Length"
+            ));
         }
     }
     length.ok_or_else(|| "reply without Content-Length".to_string())

@@ -111,7 +111,11 @@ fn compare(expected: &[u8], got: &[u8], base: usize, conn: u32, seq: u64) -> Res
     if expected == got {
         return Ok(());
     }
-    let i = expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
+    let i = expected
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(0);
     Err(Mismatch {
         conn,
         seq,

@@ -181,7 +181,12 @@ impl WorkloadRecord {
 
 impl RunReport {
     /// A row for a server that could not be measured.
-    pub fn unavailable(model: &str, workload: &Workload, env: &Environment, why: &str) -> RunReport {
+    pub fn unavailable(
+        model: &str,
+        workload: &Workload,
+        env: &Environment,
+        why: &str,
+    ) -> RunReport {
         RunReport {
             model: model.into(),
             target: String::new(),
@@ -235,7 +240,7 @@ impl Window for Sampler {
     fn connected(&mut self) {
         let Some(pid) = self.pid else { return };
         if self.want_syscalls {
-            let pids = cost::process_tree(pid);
+            let pids = cost::settled_tree(pid, std::time::Duration::from_secs(2));
             match PerfCounter::start(&pids) {
                 Ok(perf) => self.perf = Some(perf),
                 Err(why) => self.perf_problem = Some(why),
@@ -290,10 +295,12 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
             sampler.baseline.as_ref(),
             s0,
             s1,
-            (*t1 - *t0).as_secs_f64(),
-            messages,
-            result.bytes,
-            result.connected,
+            &cost::Work {
+                window_s: (*t1 - *t0).as_secs_f64(),
+                messages,
+                bytes: result.bytes,
+                connections: result.connected,
+            },
         )),
         _ => None,
     };
@@ -426,9 +433,25 @@ fn fmt_kib(kib: u64) -> String {
 /// The side-by-side table: one row per report, then the notes that do not fit in a cell.
 pub fn table(reports: &[RunReport]) -> String {
     let header = [
-        "model", "msg/s", "MB/s", "p50us", "p90us", "p99us", "p99.9us", "maxus", "srv us/msg",
-        "srv busy", "cs/msg v/i", "peak RSS", "RSS/conn", "thr", "fds", "cli us/msg", "bound",
-        "errors", "syscalls/msg",
+        "model",
+        "msg/s",
+        "MB/s",
+        "p50us",
+        "p90us",
+        "p99us",
+        "p99.9us",
+        "maxus",
+        "srv us/msg",
+        "srv busy",
+        "cs/msg v/i",
+        "peak RSS",
+        "RSS/conn",
+        "thr",
+        "fds",
+        "cli us/msg",
+        "bound",
+        "errors",
+        "syscalls/msg",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for r in reports {
@@ -446,7 +469,10 @@ pub fn table(reports: &[RunReport]) -> String {
                     s.cpu_us_per_msg, s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
                 ),
                 format!("{:.0}%", s.cpu_busy * 100.0),
-                format!("{:.2}/{:.2}", s.voluntary_cs_per_msg, s.involuntary_cs_per_msg),
+                format!(
+                    "{:.2}/{:.2}",
+                    s.voluntary_cs_per_msg, s.involuntary_cs_per_msg
+                ),
                 fmt_kib(s.peak_rss_kib),
                 format!("{:.1}k", s.rss_kib_per_conn),
                 if s.processes > 1 {
@@ -516,7 +542,13 @@ pub fn table(reports: &[RunReport]) -> String {
     };
     line(header.to_vec(), &mut out);
     line(
-        widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(|s| s.as_str()).collect(),
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
         &mut out,
     );
     for row in &rows {
@@ -556,19 +588,30 @@ pub fn table(reports: &[RunReport]) -> String {
             notes.push(format!("{}: error: {e}", r.model));
         }
         if r.syscalls.absent.is_none() {
-            notes.push(format!("{}: syscalls/msg {}", r.model, r.syscalls.summary()));
+            notes.push(format!(
+                "{}: syscalls/msg {}",
+                r.model,
+                r.syscalls.summary()
+            ));
         }
         if let Some(line) = &r.server_stopped {
             notes.push(format!("{}: server said: {line}", r.model));
         }
     }
-    if let Some(r) = reports.iter().find(|r| r.syscalls.absent.is_some() && r.status != "unavailable") {
+    if let Some(r) = reports
+        .iter()
+        .find(|r| r.syscalls.absent.is_some() && r.status != "unavailable")
+    {
         notes.push(format!("syscalls/msg {}", r.syscalls.summary()));
     }
     if let Some(s) = reports.iter().filter_map(|r| r.server.as_ref()).next() {
         notes.push(format!(
-            "srv us/msg = server CPU (user+system) per message from /proc ticks of 10 ms: +/- {:.3} us/msg here; cs/msg = voluntary/involuntary context switches per message; srv busy = server CPU / wall time (100% = one core)",
-            s.cpu_resolution_us_per_msg
+            "srv us/msg = server CPU per message, {}; cs/msg = voluntary/involuntary context switches per message (summed over threads); srv busy = server CPU / wall time (100% = one core); RSS summed over the server's processes",
+            if s.cpu_source == "schedstat" {
+                "total from /proc/TID/schedstat (ns), split into user+system by the 10 ms tick counts".to_string()
+            } else {
+                format!("from /proc ticks of 10 ms: +/- {:.3} us/msg here", s.cpu_resolution_us_per_msg)
+            }
         ));
     }
     if !notes.is_empty() {
@@ -583,14 +626,54 @@ pub fn table(reports: &[RunReport]) -> String {
 
 /// The CSV header, one flat column per figure.
 pub const CSV_HEADER: &[&str] = &[
-    "model", "status", "target", "connections", "idle", "threads", "size", "pipeline", "rate",
-    "duration_s", "messages", "msgs_per_s", "mb_per_s", "p50_us", "p90_us", "p99_us", "p999_us",
-    "max_us", "connect_p99_us", "errors_total", "mismatch", "short_echo", "reset", "timeout",
-    "connect", "closed", "http", "client_limit", "client_cpu_us_per_msg", "client_busiest_thread",
-    "bound", "server_cpu_us_per_msg", "server_user_us_per_msg", "server_system_us_per_msg",
-    "server_cpu_busy", "server_vcs_per_msg", "server_ivcs_per_msg", "server_peak_rss_kib",
-    "server_rss_kib_per_conn", "server_threads", "server_processes", "server_open_fds",
-    "syscalls_per_msg", "note", "kernel", "cpu_model", "cores", "netlab_version",
+    "model",
+    "status",
+    "target",
+    "connections",
+    "idle",
+    "threads",
+    "size",
+    "pipeline",
+    "rate",
+    "duration_s",
+    "messages",
+    "msgs_per_s",
+    "mb_per_s",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "connect_p99_us",
+    "errors_total",
+    "mismatch",
+    "short_echo",
+    "reset",
+    "timeout",
+    "connect",
+    "closed",
+    "http",
+    "client_limit",
+    "client_cpu_us_per_msg",
+    "client_busiest_thread",
+    "bound",
+    "server_cpu_us_per_msg",
+    "server_user_us_per_msg",
+    "server_system_us_per_msg",
+    "server_cpu_busy",
+    "server_vcs_per_msg",
+    "server_ivcs_per_msg",
+    "server_peak_rss_kib",
+    "server_rss_kib_per_conn",
+    "server_threads",
+    "server_processes",
+    "server_open_fds",
+    "syscalls_per_msg",
+    "note",
+    "kernel",
+    "cpu_model",
+    "cores",
+    "netlab_version",
 ];
 
 fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
@@ -599,7 +682,13 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
     for r in reports {
         let s = r.server.clone().unwrap_or_default();
         let has_server = r.server.is_some();
-        let opt = |v: f64| if has_server { format!("{v}") } else { String::new() };
+        let opt = |v: f64| {
+            if has_server {
+                format!("{v}")
+            } else {
+                String::new()
+            }
+        };
         let record: Vec<String> = vec![
             r.model.clone(),
             r.status.clone(),

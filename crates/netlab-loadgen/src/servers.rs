@@ -67,10 +67,14 @@ pub fn select_models(names: &[String]) -> anyhow::Result<Vec<ModelSpec>> {
         .iter()
         .map(|n| {
             let n = n.trim().trim_start_matches("echo-");
-            MODELS.iter().copied().find(|m| m.name == n).with_context(|| {
-                let known: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-                format!("unknown model '{n}' (known: {})", known.join(", "))
-            })
+            MODELS
+                .iter()
+                .copied()
+                .find(|m| m.name == n)
+                .with_context(|| {
+                    let known: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+                    format!("unknown model '{n}' (known: {})", known.join(", "))
+                })
         })
         .collect()
 }
@@ -366,7 +370,11 @@ pub fn pin_process(pid: i32, core: usize) {
         return;
     };
     for task in tasks.flatten() {
-        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) {
+        if let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        {
             let _ = pin_thread(tid, core);
         }
     }
@@ -397,7 +405,8 @@ mod tests {
             parse_listening("listening on 127.0.0.1:4242 pid=7 model=epoll-lt").unwrap();
         assert_eq!(target, Target::Tcp("127.0.0.1:4242".parse().unwrap()));
         assert_eq!(model, "epoll-lt");
-        let (target, _) = parse_listening("listening on unix:/tmp/a.sock pid=7 model=poll").unwrap();
+        let (target, _) =
+            parse_listening("listening on unix:/tmp/a.sock pid=7 model=poll").unwrap();
         assert_eq!(target, Target::Unix("/tmp/a.sock".into()));
         assert!(parse_listening("hello").is_none());
         assert!(select_models(&["epoll-et".into(), "echo-select".into()]).is_ok());

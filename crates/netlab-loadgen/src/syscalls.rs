@@ -99,15 +99,22 @@ impl PerfCounter {
         let ctl_path = dir.join("ctl");
         let ack_path = dir.join("ack");
         for path in [&ctl_path, &ack_path] {
-            nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-                .map_err(|e| format!("mkfifo: {e}"))?;
+            nix::unistd::mkfifo(
+                path,
+                nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+            )
+            .map_err(|e| format!("mkfifo: {e}"))?;
         }
         let output = dir.join("counts.csv");
         let mut command = Command::new(perf);
         command
             .arg("stat")
             .arg("--delay=-1")
-            .arg(format!("--control=fifo:{},{}", ctl_path.display(), ack_path.display()))
+            .arg(format!(
+                "--control=fifo:{},{}",
+                ctl_path.display(),
+                ack_path.display()
+            ))
             .args(["-x", ","])
             .arg("-o")
             .arg(&output)
@@ -121,7 +128,9 @@ impl PerfCounter {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let child = command.spawn().map_err(|e| format!("cannot run perf: {e}"))?;
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run perf: {e}"))?;
         // O_RDWR on a FIFO never blocks in open(2) (Linux), so a perf that died early cannot
         // hang us here.
         let open = |path: &PathBuf| {
@@ -203,7 +212,10 @@ impl PerfCounter {
 /// Whether the kernel has the tracepoint `syscalls:sys_enter_NAME` (perf refuses the whole
 /// command for one unknown event). When tracefs is not readable, assume it does.
 fn tracepoint_exists(name: &str) -> bool {
-    let roots = ["/sys/kernel/tracing/events/syscalls", "/sys/kernel/debug/tracing/events/syscalls"];
+    let roots = [
+        "/sys/kernel/tracing/events/syscalls",
+        "/sys/kernel/debug/tracing/events/syscalls",
+    ];
     match roots.iter().find(|r| std::path::Path::new(r).is_dir()) {
         Some(root) => std::path::Path::new(root)
             .join(format!("sys_enter_{name}"))
@@ -229,11 +241,15 @@ pub fn parse_counts(text: &str, messages: u64) -> SyscallReport {
                     report.total_per_msg = n / messages.max(1) as f64;
                     seen_total = true;
                 }
-                None => return SyscallReport::absent(format!("perf could not count: {}", fields[0])),
+                None => {
+                    return SyscallReport::absent(format!("perf could not count: {}", fields[0]))
+                }
             }
         } else if let (Some(name), Some(n)) = (event.strip_prefix("syscalls:sys_enter_"), count) {
             if n > 0.0 {
-                report.per_msg.insert(name.to_string(), n / messages.max(1) as f64);
+                report
+                    .per_msg
+                    .insert(name.to_string(), n / messages.max(1) as f64);
             }
         }
     }

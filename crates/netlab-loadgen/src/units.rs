@@ -46,7 +46,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "us" => value / 1e6,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -105,7 +109,10 @@ mod tests {
         assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("3 days").is_err());
-        assert_eq!(parse_count_list("0,100,1k,10k"), Ok(vec![0, 100, 1000, 10_000]));
+        assert_eq!(
+            parse_count_list("0,100,1k,10k"),
+            Ok(vec![0, 100, 1000, 10_000])
+        );
         assert_eq!(parse_size_list("64,4k"), Ok(vec![64, 4096]));
         assert_eq!(parse_on_off("off"), Ok(false));
         assert_eq!(human(45_200.0), "45.2k");

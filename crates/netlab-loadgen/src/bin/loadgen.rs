@@ -164,21 +164,33 @@ struct CompareArgs {
 #[derive(Args)]
 struct SweepArgs {
     /// Idle connection counts to sweep: 0,100,1000,10000 (the default dimension).
-    #[arg(long, value_parser = parse_count_list)]
-    idle: Option<Vec<u64>>,
+    #[arg(long, value_parser = count_list)]
+    idle: Option<List>,
 
     /// Active connection counts to sweep: 1,10,100,1000.
-    #[arg(short = 'c', long, value_parser = parse_count_list)]
-    connections: Option<Vec<u64>>,
+    #[arg(short = 'c', long, value_parser = count_list)]
+    connections: Option<List>,
 
     /// Message sizes to sweep: 64,512,4k,64k.
-    #[arg(long, value_parser = parse_size_list)]
-    size: Option<Vec<u64>>,
+    #[arg(long, value_parser = size_list)]
+    size: Option<List>,
 
     #[command(flatten)]
     servers: ServerFlags,
     #[command(flatten)]
     load: LoadFlags,
+}
+
+/// A comma-separated list, kept as one value (clap would otherwise take `Vec` as repeats).
+#[derive(Clone)]
+struct List(Vec<u64>);
+
+fn count_list(text: &str) -> Result<List, String> {
+    parse_count_list(text).map(List)
+}
+
+fn size_list(text: &str) -> Result<List, String> {
+    parse_size_list(text).map(List)
 }
 
 #[derive(Args)]
@@ -217,7 +229,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         None => {
             let target = Target::parse(cli.target.as_deref().unwrap_or_default())
                 .map_err(anyhow::Error::msg)?;
-            let workload = workload(target, &cli.shape, &cli.load, Duration::from_secs(10), Duration::from_secs(1));
+            let workload = workload(
+                target,
+                &cli.shape,
+                &cli.load,
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            );
             let env = Environment::detect(&workload);
             let report = report::measure(
                 &workload,
@@ -228,7 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     environment: env,
                 },
             )?;
-            print_reports(&[report.clone()], cli.load.format)?;
+            print_reports(std::slice::from_ref(&report), cli.load.format)?;
             Ok(!report.failed())
         }
         Some(Command::Compare(args)) => {
@@ -245,9 +263,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Some(Command::Sweep(args)) => {
             let given = [
-                (Dimension::Idle, args.idle.clone()),
-                (Dimension::Connections, args.connections.clone()),
-                (Dimension::Size, args.size.clone()),
+                (Dimension::Idle, args.idle.clone().map(|l| l.0)),
+                (
+                    Dimension::Connections,
+                    args.connections.clone().map(|l| l.0),
+                ),
+                (Dimension::Size, args.size.clone().map(|l| l.0)),
             ];
             let lists: Vec<&(Dimension, Option<Vec<u64>>)> =
                 given.iter().filter(|(_, v)| v.is_some()).collect();
@@ -302,7 +323,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 idle: 0,
                 size: 0,
             };
-            let mut workload = workload(target, &shape, &args.load, Duration::from_secs(10), Duration::from_secs(1));
+            let mut workload = workload(
+                target,
+                &shape,
+                &args.load,
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            );
             workload.protocol = Protocol::Http { host, path };
             let env = Environment::detect(&workload);
             let report = report::measure(
@@ -316,14 +343,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             )?;
             match args.load.format {
                 Format::Table => print!("{}", http_table(&report)),
-                other => print_reports(&[report.clone()], other)?,
+                other => print_reports(std::slice::from_ref(&report), other)?,
             }
             Ok(!report.failed())
         }
     }
 }
 
-fn workload(target: Target, shape: &Shape, load: &LoadFlags, duration: Duration, warmup: Duration) -> Workload {
+fn workload(
+    target: Target,
+    shape: &Shape,
+    load: &LoadFlags,
+    duration: Duration,
+    warmup: Duration,
+) -> Workload {
     use std::io::IsTerminal;
     Workload {
         target,
@@ -365,8 +398,12 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
                 r.environment.cpu_model,
                 r.environment.cores,
                 r.environment.netlab_version,
-                r.environment.client_core.map_or("any".into(), |c| c.to_string()),
-                r.environment.server_core.map_or("any".into(), |c| c.to_string()),
+                r.environment
+                    .client_core
+                    .map_or("any".into(), |c| c.to_string()),
+                r.environment
+                    .server_core
+                    .map_or("any".into(), |c| c.to_string()),
             );
             println!("workload: {}", r.environment.workload);
         }
