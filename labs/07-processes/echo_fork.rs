@@ -171,9 +171,18 @@ fn serve_client(server: &Server, stream: Stream, reports: &ChildReports) -> i32 
     // nothing reported): instead, SIGTERM shuts the connection down and the loop ends normally.
     let result = process::shutdown_on_stop_signals(&conn.stream)
         .and_then(|()| conn.stream.set_nonblocking(false))
+        .and_then(|()| no_receive_timeout(&conn.stream))
         .and_then(|()| echo(&mut conn));
     reports.send(conn.bytes_echoed, result.is_err());
     i32::from(result.is_err())
+}
+
+/// A TCP connection inherits the listener's socket options, SO_RCVTIMEO included (the kernel
+/// clones the listening socket to make it): clear it, or an idle client would wake the child's
+/// `read` every second (EAGAIN), and a signal would make it fail with EINTR despite SA_RESTART
+/// (signal(7): socket calls with a timeout are never restarted).
+fn no_receive_timeout(stream: &Stream) -> io::Result<()> {
+    setsockopt(stream, ReceiveTimeout, &TimeVal::zero()).map_err(io::Error::from)
 }
 
 /// Blocking echo: read, then write all of it back, then read again (as in lab 01).
