@@ -364,7 +364,9 @@ fn fork_server_stops_its_busy_children_on_sigterm() {
             .unwrap();
         let mut rest = Vec::new();
         // The child shut the connection down: end of file.
-        stream.read_to_end(&mut rest).expect("end of file, not an error");
+        stream
+            .read_to_end(&mut rest)
+            .expect("end of file, not an error");
         assert!(rest.is_empty());
     }
 }

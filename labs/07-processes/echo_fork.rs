@@ -87,7 +87,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // in the parent must now expect EINTR (the children reset all of this to default).
     process::set_sigchld(match cli.reap {
         Reap::Sigchld => Sigchld::Count { restart: false },
-        Reap::None => Sigchld::Default, // SIGCHLD is ignored; exited children stay zombies
+        // SIG_DFL: the signal is discarded, but unlike SIG_IGN nobody reaps: zombies stay.
+        Reap::None => Sigchld::Default,
     })?;
     process::interrupt_blocking_calls(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGUSR1])?;
     // A signal that lands after the flag check but before accept4 starts would wait for the
