@@ -139,10 +139,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `size` bytes (not zeros, so no filesystem can skip storing them) and `fsync`s, so the
-/// blocks are allocated now rather than at some later writeback.
+/// Writes `size` bytes and `fsync`s, so the blocks are allocated now rather than at some later
+/// writeback. The bytes are pseudo-random: zeros could become a sparse hole, and a repeating
+/// pattern would shrink on a compressing filesystem (btrfs `compress`).
 fn write_and_sync(file: &mut File, size: usize) -> anyhow::Result<()> {
-    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15; // xorshift64: cheap, and incompressible enough
+    let chunk: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
     let mut left = size;
     while left > 0 {
         let n = left.min(chunk.len());
