@@ -552,25 +552,31 @@ fn select_refuses_fds_above_fd_setsize(spec: &Spec, transport: Transport) {
     const CLIENTS: usize = 1100;
     raise_own_fd_limit();
     let mut server = spec.start_with(spec.launch().listen_on(transport).nofile_limit(4096));
+    let base = settled_fd_count(&server);
     let clients: Vec<Client> = (0..CLIENTS).map(|_| server.connect()).collect();
-    // A refused client sees end of file without having sent anything; a served one sees nothing.
+    // A refused client sees end of file without having sent anything; a served one sees
+    // nothing, and holds one of the server's fds. Wait until every client is one or the other.
     let mut refused = Vec::new();
-    let mut previous = usize::MAX;
-    let mut settled = 0;
-    for _ in 0..100 {
-        thread::sleep(Duration::from_millis(100));
+    let mut kept = 0;
+    poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
         refused = readable_clients(&clients);
-        settled = if refused.len() == previous {
-            settled + 1
-        } else {
-            0
-        };
-        previous = refused.len();
-        if settled >= 5 && !refused.is_empty() {
-            break;
-        }
-    }
+        kept = server.open_fds().saturating_sub(base);
+        refused.len() + kept == CLIENTS
+    });
     server.assert_running(&format!("with {CLIENTS} clients"));
+    assert_eq!(
+        (refused.len(), refused.len() + kept),
+        (CLIENTS - kept, CLIENTS),
+        "{}: {} clients refused and {kept} connections held, of {CLIENTS}",
+        server.describe(),
+        refused.len()
+    );
+    eprintln!(
+        "{}: {} fds at start, {kept} connections kept, {} refused",
+        server.describe(),
+        base,
+        refused.len()
+    );
     assert!(
         !refused.is_empty(),
         "{}: with {CLIENTS} clients none was refused",
@@ -578,7 +584,7 @@ fn select_refuses_fds_above_fd_setsize(spec: &Spec, transport: Transport) {
     );
     assert!(
         server.open_fds() <= 1024,
-        "{}: holds {} fds",
+        "{}: holds {} fds, so some are at or above FD_SETSIZE",
         server.describe(),
         server.open_fds()
     );
@@ -842,11 +848,13 @@ fn sigterm_stops_gracefully_and_restart_binds_at_once(spec: &Spec, transport: Tr
             })
         })
         .collect();
-    assert!(poll_until(
-        Duration::from_secs(5),
-        Duration::from_millis(5),
-        || received.load(Ordering::Relaxed) >= active * 40_960
-    ));
+    assert!(
+        poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+            received.load(Ordering::Relaxed) >= active * 40_960
+        }),
+        "{}: the active clients did not get going",
+        server.describe()
+    );
 
     let stopped = server.stop();
     assert!(
