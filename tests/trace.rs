@@ -179,3 +179,21 @@ fn io_uring_does_the_socket_io_inside_io_uring_enter() {
         "the echoed bytes appeared in a syscall:\n{t}"
     );
 }
+
+#[test]
+fn fork_server_clones_a_child_and_reaps_it_after_eintr() {
+    let t = trace("echo-fork", env!("CARGO_BIN_EXE_echo-fork"), &[]);
+    // fork(2) is clone() in strace; the child echoes; SIGCHLD interrupts the parent's accept4,
+    // which then reaps with wait4(-1, ..., WNOHANG).
+    assert_shows(
+        &t,
+        &[
+            "clone(",
+            "] recvfrom(",
+            "] exit_group(0)",
+            "= -1 EINTR",
+            "wait4(-1,",
+            "WNOHANG",
+        ],
+    );
+}
