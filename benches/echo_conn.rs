@@ -1,20 +1,22 @@
-//! One echo round trip through `netlab_core::EchoConn`, the protocol code every server shares:
-//! a client writes a 512-byte or 64 KiB message into a Unix socket pair, the server side's
+//! One echo round trip through `netlab_core::EchoConn`, the protocol code every server shares: a
+//! client writes a 512-byte or 64 KiB message into a Unix socket pair, the server side's
 //! `read_once` takes it into the connection's unsent buffer, `write_once` sends it back, and the
-//! client reads it all, in one thread, so every iteration is four or more syscalls plus the
-//! buffer work. Beside it, `raw_read_write` does the same syscalls with no `EchoConn` (read into
-//! the scratch buffer, write straight from it): the gap between the two is what the shared buffer
-//! (a copy into a `VecDeque`, the drain, the bookkeeping) costs per message, the only part of a
-//! lab server's per-message work that is not the kernel's. It matters for the labs because the
-//! load generator compares servers that all run this code: if it were slow, every model would
-//! look alike. Run it with `cargo bench -p netlab-benches --bench echo_conn`.
+//! client reads it all, in one thread, so every iteration is four or more syscalls plus the buffer
+//! work. Beside it, `raw_read_write` does the same syscalls with no `EchoConn` (read into the
+//! scratch buffer, write straight from it): the gap between the two is what the shared buffer (a
+//! copy into a `VecDeque`, the drain, the bookkeeping) costs per message, the only part of a lab
+//! server's per-message work that is not the kernel's. It matters for the labs because the load
+//! generator compares servers that all run this code: if it were slow, every model would look
+//! alike. Times are this thread's CPU time (`netlab_benches::cpu_time_of`), so builds running
+//! beside the bench do not inflate them.
+//! Run it with `cargo bench -p netlab-benches --bench echo_conn`.
 
-use std::hint::black_box;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use netlab_benches::cpu_time_of;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{EchoConn, Step, Stream};
 
@@ -37,22 +39,26 @@ fn echo_conn(c: &mut Criterion) {
             let (server, mut client) = nonblocking_server_pair();
             // A cap well above the message, so the connection never stops reading.
             let mut conn = EchoConn::new(Stream::Unix(server), 4 * READ_CHUNK);
-            b.iter(|| {
-                client.write_all(&message).expect("client write");
-                echo_through_conn(&mut conn, &mut scratch, size);
-                client.read_exact(&mut back).expect("client read");
-                black_box(&back);
+            b.iter_custom(|iters| {
+                cpu_time_of(iters, || {
+                    client.write_all(&message).expect("client write");
+                    echo_through_conn(&mut conn, &mut scratch, size);
+                    client.read_exact(&mut back).expect("client read");
+                    back[size - 1]
+                })
             });
             assert_eq!(back, message, "the echo came back changed");
         });
 
         group.bench_with_input(BenchmarkId::new("raw_read_write", label), &size, |b, _| {
             let (server, mut client) = nonblocking_server_pair();
-            b.iter(|| {
-                client.write_all(&message).expect("client write");
-                echo_raw(&server, &mut scratch, size);
-                client.read_exact(&mut back).expect("client read");
-                black_box(&back);
+            b.iter_custom(|iters| {
+                cpu_time_of(iters, || {
+                    client.write_all(&message).expect("client write");
+                    echo_raw(&server, &mut scratch, size);
+                    client.read_exact(&mut back).expect("client read");
+                    back[size - 1]
+                })
             });
             assert_eq!(back, message, "the echo came back changed");
         });

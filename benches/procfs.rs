@@ -4,12 +4,15 @@
 //! sample (plus one `status` per thread), while it is also driving the load on the same 2 cores:
 //! these figures say how much of its time sampling takes, and so how often it can sample without
 //! becoming the thing it measures. Every read is real: the kernel formats the file anew on each
-//! open. Run it with `cargo bench -p netlab-benches --bench procfs`.
+//! open. Times are this thread's CPU time (`netlab_benches::cpu_time_of`), so builds running
+//! beside the bench do not inflate them.
+//! Run it with `cargo bench -p netlab-benches --bench procfs`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use netlab_benches::cpu_time_of;
 use netlab_core::procfs;
 
 fn procfs_probes(c: &mut Criterion) {
@@ -20,20 +23,34 @@ fn procfs_probes(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
 
     group.bench_function("stat", |b| {
-        b.iter(|| black_box(procfs::stat(black_box(pid)).expect("/proc/PID/stat")))
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                procfs::stat(black_box(pid)).expect("/proc/PID/stat")
+            })
+        })
     });
     group.bench_function("status", |b| {
-        b.iter(|| black_box(procfs::status(black_box(pid)).expect("/proc/PID/status")))
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                procfs::status(black_box(pid)).expect("/proc/PID/status")
+            })
+        })
     });
     group.bench_function("stat+status", |b| {
-        b.iter(|| {
-            let stat = procfs::stat(black_box(pid)).expect("/proc/PID/stat");
-            let status = procfs::status(black_box(pid)).expect("/proc/PID/status");
-            black_box((stat, status))
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                let stat = procfs::stat(black_box(pid)).expect("/proc/PID/stat");
+                let status = procfs::status(black_box(pid)).expect("/proc/PID/status");
+                (stat, status)
+            })
         })
     });
     group.bench_function("open_fds", |b| {
-        b.iter(|| black_box(procfs::open_fds(black_box(pid)).expect("/proc/PID/fd")))
+        b.iter_custom(|iters| {
+            cpu_time_of(iters, || {
+                procfs::open_fds(black_box(pid)).expect("/proc/PID/fd")
+            })
+        })
     });
     group.finish();
 }

@@ -1,14 +1,14 @@
 //! The cost of ONE wait call, `select`, `poll` or `epoll_wait`, when N sockets are watched for
 //! reading and exactly one of them is ready, for N = 1, 10, 100, 1000. This is the lab's central
-//! fact made into numbers: `select` and `poll` hand the kernel the whole set on every call and
-//! the kernel asks every socket "are you ready?", so their cost grows with N even though only
-//! one socket has anything to say; `epoll` keeps the interest list in the kernel and a ready
-//! list, so `epoll_wait` costs the ready sockets, not the watched ones. Sockets are
-//! `UnixStream::pair()` ends (no TCP: a Unix socket's poll callback is cheaper than TCP's, so
-//! the per-fd slope here is a lower bound for TCP servers). Run it with
-//! `cargo bench -p netlab-benches --bench wait_calls`.
+//! fact made into numbers: `select` and `poll` hand the kernel the whole set on every call and the
+//! kernel asks every socket "are you ready?", so their cost grows with N even though only one
+//! socket has anything to say; `epoll` keeps the interest list in the kernel and a ready list, so
+//! `epoll_wait` costs the ready sockets, not the watched ones. Sockets are `UnixStream::pair()`
+//! ends (no TCP: a Unix socket's poll callback is cheaper than TCP's, so the per-fd slope here is
+//! a lower bound for TCP servers). Times are this thread's CPU time
+//! (`netlab_benches::cpu_time_of`), so builds running beside the bench do not inflate them. Run it
+//! with `cargo bench -p netlab-benches --bench wait_calls`.
 
-use std::hint::black_box;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
+use netlab_benches::cpu_time_of;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -60,19 +61,22 @@ fn bench_select(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &Sock
         BenchmarkId::new(name, watched.len()),
         watched,
         |b, watched| {
-            b.iter(|| {
-                // select() overwrites the set with its answer: a real loop rebuilds it every
-                // turn, so the rebuild is part of the cost.
-                let mut readable = FdSet::new();
-                for socket in watched {
-                    readable.insert(socket.as_fd());
-                }
-                // Linux writes the time left back into the timeout: reset it too.
-                let mut timeout = TimeVal::new(i64::from(TIMEOUT_MS / 1000), 0);
-                // nfds = None: nix passes the highest fd in the set plus one.
-                let ready = select(None, &mut readable, None, None, &mut timeout).expect("select");
-                assert_eq!(ready, 1, "exactly one socket has a byte to read");
-                black_box(ready)
+            b.iter_custom(|iters| {
+                cpu_time_of(iters, || {
+                    // select() overwrites the set with its answer: a real loop rebuilds it every
+                    // turn, so the rebuild is part of the cost.
+                    let mut readable = FdSet::new();
+                    for socket in watched {
+                        readable.insert(socket.as_fd());
+                    }
+                    // Linux writes the time left back into the timeout: reset it too.
+                    let mut timeout = TimeVal::new(i64::from(TIMEOUT_MS / 1000), 0);
+                    // nfds = None: nix passes the highest fd in the set plus one.
+                    let ready =
+                        select(None, &mut readable, None, None, &mut timeout).expect("select");
+                    assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                    ready
+                })
             })
         },
     );
@@ -90,10 +94,12 @@ fn bench_poll(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &Socket
                 .iter()
                 .map(|socket| PollFd::new(socket.as_fd(), PollFlags::POLLIN))
                 .collect();
-            b.iter(|| {
-                let ready = poll(&mut fds, PollTimeout::from(TIMEOUT_MS)).expect("poll");
-                assert_eq!(ready, 1, "exactly one socket has a byte to read");
-                black_box(ready)
+            b.iter_custom(|iters| {
+                cpu_time_of(iters, || {
+                    let ready = poll(&mut fds, PollTimeout::from(TIMEOUT_MS)).expect("poll");
+                    assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                    ready
+                })
             })
         },
     );
@@ -116,14 +122,16 @@ fn bench_epoll_wait(group: &mut BenchmarkGroup<WallTime>, name: &str, sockets: &
             }
             // Room for a few events: the call returns as many as are ready (one), not N.
             let mut events = [EpollEvent::empty(); 8];
-            b.iter(|| {
-                let ready = epoll
-                    .wait(&mut events, EpollTimeout::from(TIMEOUT_MS))
-                    .expect("epoll_wait");
-                // Level-triggered: the unread byte puts the socket back on the ready list
-                // after every report, so every call finds it.
-                assert_eq!(ready, 1, "exactly one socket has a byte to read");
-                black_box(ready)
+            b.iter_custom(|iters| {
+                cpu_time_of(iters, || {
+                    let ready = epoll
+                        .wait(&mut events, EpollTimeout::from(TIMEOUT_MS))
+                        .expect("epoll_wait");
+                    // Level-triggered: the unread byte puts the socket back on the ready list
+                    // after every report, so every call finds it.
+                    assert_eq!(ready, 1, "exactly one socket has a byte to read");
+                    ready
+                })
             })
         },
     );
