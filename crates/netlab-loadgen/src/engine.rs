@@ -1311,11 +1311,8 @@ fn connect_error(target: &Target, e: io::Error) -> ConnError {
 }
 
 fn io_error(id: u32, call: &str, e: io::Error) -> ConnError {
-    let kind = match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ErrorKind::Reset,
-        _ => ErrorKind::Reset,
-    };
-    ConnError(kind, format!("connection {id}: {call}: {e}"))
+    // ECONNRESET and EPIPE mostly; any other error on an open socket ends it the same way.
+    ConnError(ErrorKind::Reset, format!("connection {id}: {call}: {e}"))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

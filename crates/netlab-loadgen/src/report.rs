@@ -27,6 +27,9 @@ pub struct Environment {
     pub server_core: Option<usize>,
     /// The workload in words.
     pub workload: String,
+    /// /proc/loadavg (1, 5, 15 min) when the run started: other work on the machine shares
+    /// its cores and makes every figure noisier.
+    pub load_average: String,
 }
 
 impl Environment {
@@ -62,7 +65,23 @@ impl Environment {
             client_core: None,
             server_core: None,
             workload: workload.describe(),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
         }
+    }
+
+    /// A warning when the machine was busy with other work as the run started.
+    pub fn busy_warning(&self) -> Option<String> {
+        let one: f64 = self.load_average.split_whitespace().next()?.parse().ok()?;
+        (one > self.cores as f64 * 0.75).then(|| {
+            format!(
+                "machine busy: load average {} on {} cores when the run started; other \
+                 processes shared the cores, so throughput and latency are noisy (CPU per \
+                 message much less so)",
+                self.load_average, self.cores
+            )
+        })
     }
 }
 
@@ -604,6 +623,13 @@ pub fn table(reports: &[RunReport]) -> String {
     {
         notes.push(format!("syscalls/msg {}", r.syscalls.summary()));
     }
+    if let Some(w) = reports
+        .iter()
+        .filter_map(|r| r.environment.busy_warning())
+        .next()
+    {
+        notes.push(w);
+    }
     if let Some(s) = reports.iter().filter_map(|r| r.server.as_ref()).next() {
         notes.push(format!(
             "srv us/msg = server CPU per message, {}; cs/msg = voluntary/involuntary context switches per message (summed over threads); srv busy = server CPU / wall time (100% = one core); RSS summed over the server's processes",
@@ -674,6 +700,7 @@ pub const CSV_HEADER: &[&str] = &[
     "cpu_model",
     "cores",
     "netlab_version",
+    "load_average",
 ];
 
 fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
@@ -742,6 +769,7 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
             r.environment.cpu_model.clone(),
             r.environment.cores.to_string(),
             r.environment.netlab_version.clone(),
+            r.environment.load_average.clone(),
         ];
         writer.write_record(&record)?;
     }

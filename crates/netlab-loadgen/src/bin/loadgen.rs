@@ -393,7 +393,7 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
     if format == Format::Table {
         if let Some(r) = outcome.reports.first() {
             println!(
-                "environment: {}; {}; {} cores; netlab {}; client on core {}, server on core {}",
+                "environment: {}; {}; {} cores; netlab {}; client on core {}, server on core {}; load average {}",
                 r.environment.kernel,
                 r.environment.cpu_model,
                 r.environment.cores,
@@ -404,6 +404,7 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
                 r.environment
                     .server_core
                     .map_or("any".into(), |c| c.to_string()),
+                r.environment.load_average,
             );
             println!("workload: {}", r.environment.workload);
         }
