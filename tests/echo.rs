@@ -551,7 +551,13 @@ fn emfile_keeps_serving_without_spinning(spec: &Spec, transport: Transport) {
 fn select_refuses_fds_above_fd_setsize(spec: &Spec, transport: Transport) {
     const CLIENTS: usize = 1100;
     raise_own_fd_limit();
-    let mut server = spec.start_with(spec.launch().listen_on(transport).nofile_limit(4096));
+    // All 1100 may wait in the accept queue at once: a backlog that holds them.
+    let mut server = spec.start_with(
+        spec.launch()
+            .listen_on(transport)
+            .args(["--backlog", "2048"])
+            .nofile_limit(4096),
+    );
     let base = settled_fd_count(&server);
     let clients: Vec<Client> = (0..CLIENTS).map(|_| server.connect()).collect();
     // A refused client sees end of file without having sent anything; a served one sees
