@@ -560,6 +560,10 @@ fn respond(ctx: &Ctx, request: &Request) -> Response {
     };
     let relative = target.relative_path();
     match ctx.root.open(&relative) {
+        // `/file.txt/` asks for a directory: a file is not one.
+        Ok(Opened::File(..)) if target.trailing_slash => {
+            short_response(404, &[], !head_only, keep_alive)
+        }
         Ok(Opened::File(file, stat)) => {
             file_response(request, &relative, file, &stat, head_only, keep_alive)
         }
