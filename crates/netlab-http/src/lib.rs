@@ -9,10 +9,12 @@
 //! | [`range`]    | [`evaluate_range`]: one `Range: bytes=...` → 200, 206 or 416             |
 //! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
 //! | [`listing`]  | the plain HTML listing of a directory                                   |
-//! | [`transfer`] | the two ways bytes leave a file: [`transfer::sendfile_chunk`], [`transfer::copy_chunk`] |
+//! | [`transfer`] | [`transfer::send_bytes`] (`MSG_NOSIGNAL`, `MSG_MORE`), [`transfer::SENDFILE_MAX`] |
 //! | [`duration`] | `500ms`, `10s`, `2m` on the command line (netlab-core has sizes, not times) |
 //!
-//! There is no `unsafe` in this crate: nix wraps `openat2(2)`, `sendfile64(2)` and `send(2)`.
+//! There is no `unsafe` in this crate: nix wraps `openat2(2)` and `send(2)` safely. The file
+//! to socket step itself (`sendfile(2)` or `pread(2)` + `write(2)`) is the lesson, so it lives
+//! in the lab file, labs/06-fileserve/main.rs.
 
 pub mod duration;
 pub mod listing;
