@@ -103,6 +103,18 @@ const EPOLL_ET: Spec = Spec {
     concurrent: true,
     forks: false,
 };
+const MIO: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-mio"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
+const URING: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-uring"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Byte-exact echo
@@ -1182,6 +1194,14 @@ every_server!(blocking_threads, crate::BLOCKING_THREADS; extra: [
 // One client at a time: no behaviour that needs two clients in flight.
 every_server!(blocking_iterative, crate::BLOCKING_ITERATIVE; extra: []);
 every_server!(fork, crate::FORK; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(mio, crate::MIO; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(uring, crate::URING; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]);

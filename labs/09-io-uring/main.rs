@@ -65,8 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Indexed by fd; each connection has one operation in flight, which holds its buffer.
     let mut conns: HashMap<RawFd, Stream> = HashMap::new();
     let mut emfile_logged = false;
+    let mut stopping = false;
 
-    'serve: loop {
+    while !stopping {
         let completions = match ring.submit_and_wait() {
             Ok(completions) => completions,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue, // EINTR: a signal
@@ -103,10 +104,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     if server.signals.take_report() {
                         server.report();
                     }
-                    if server.signals.stop_requested() {
-                        break 'serve;
+                    // Stop after this batch: the rest of it may hold finished sends to count.
+                    stopping = server.signals.stop_requested();
+                    if !stopping {
+                        ring.poll_readable(signals_fd)?; // one-shot: ask again
                     }
-                    ring.poll_readable(signals_fd)?; // one-shot: ask again
                 }
                 Completion::Received { fd, buf, result } => {
                     on_received(&server.stats, &mut ring, &mut conns, fd, buf, result)?
@@ -129,9 +131,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    // First the ring: it cancels what is in flight and waits for the kernel to let go of the
-    // buffers. Then close(2) every connection.
-    drop(ring);
+    // Cancel what is in flight and wait until the kernel lets go of every buffer; a send that
+    // finished meanwhile did reach its client, so it counts. Then close(2) every connection.
+    for completion in ring.cancel_all() {
+        if let Completion::Sent {
+            result: Ok(sent), ..
+        } = completion
+        {
+            Stats::add(&server.stats.bytes, sent as u64);
+        }
+    }
     drop(conns);
     server.finish();
     Ok(())

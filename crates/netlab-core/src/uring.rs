@@ -209,11 +209,12 @@ fn complete(op: Op, result: i32) -> Completion {
     }
 }
 
-impl Drop for Ring {
-    /// Operations still in flight may write into their buffers at any time: cancel them and wait
-    /// (up to a second) for their completions before the buffers are freed. A buffer whose
-    /// completion never came is leaked, not freed.
-    fn drop(&mut self) {
+impl Ring {
+    /// Cancels everything in flight and waits (up to a second) for the kernel to finish with
+    /// it, returning the completions that came back: an operation that finished before its
+    /// cancellation reached it reports success (a send's bytes did go out). An operation whose
+    /// completion never came keeps its buffer forever: it is leaked, not freed.
+    pub fn cancel_all(&mut self) -> Vec<Completion> {
         let ids: Vec<u64> = self.in_flight.keys().copied().collect();
         for id in ids {
             let cancel = opcode::AsyncCancel::new(id).build().user_data(CANCEL);
@@ -224,6 +225,7 @@ impl Drop for Ring {
                 }
             }
         }
+        let mut finished = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(1);
         while !self.in_flight.is_empty() && Instant::now() < deadline {
             let wait = types::Timespec::new().nsec(50_000_000);
@@ -233,13 +235,28 @@ impl Drop for Ring {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
                 Err(_) => break,
             }
-            let finished: Vec<u64> = self.ring.completion().map(|cqe| cqe.user_data()).collect();
-            for id in finished {
-                self.in_flight.remove(&id);
+            let reaped: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result()))
+                .collect();
+            for (id, result) in reaped {
+                if let Some(op) = self.in_flight.remove(&id) {
+                    finished.push(complete(op, result));
+                }
             }
         }
         for (_, op) in self.in_flight.drain() {
             std::mem::forget(op);
         }
+        finished
+    }
+}
+
+impl Drop for Ring {
+    /// Operations still in flight may write into their buffers at any time: cancel them and wait
+    /// for the kernel to let go before the buffers are freed (see [`Ring::cancel_all`]).
+    fn drop(&mut self) {
+        self.cancel_all();
     }
 }
