@@ -15,10 +15,33 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Writes `subtitle` (the workload) small at the bottom and returns the area above it.
+fn with_subtitle<'a>(
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    subtitle: &str,
+) -> anyhow::Result<DrawingArea<SVGBackend<'a>, plotters::coord::Shift>> {
+    let (upper, lower) = root.split_vertically(475);
+    lower
+        .draw(&Text::new(
+            subtitle.to_string(),
+            (10, 5),
+            ("sans-serif", 13).into_font().color(&RGBColor(90, 90, 90)),
+        ))
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(upper)
+}
+
 /// A bar chart: one bar per (label, value), the value written above it.
-pub fn bars(path: &Path, title: &str, y_label: &str, data: &[(String, f64)]) -> anyhow::Result<()> {
+pub fn bars(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    y_label: &str,
+    data: &[(String, f64)],
+) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let root = with_subtitle(&root, subtitle)?;
     let n = data.len().max(1);
     let top = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9) * 1.15;
     let mut chart = ChartBuilder::on(&root)
@@ -82,9 +105,11 @@ pub fn lines(
     y_label: &str,
     x_values: &[u64],
     series: &[(String, Vec<Option<f64>>)],
+    subtitle: &str,
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let root = with_subtitle(&root, subtitle)?;
     let top = series
         .iter()
         .flat_map(|s| s.1.iter().flatten())
@@ -172,6 +197,7 @@ mod tests {
             "msg/s",
             &[0, 100, 1000],
             &[("poll".into(), vec![Some(1.0), Some(2.0), None])],
+            "sub",
         )
         .unwrap();
         let text = std::fs::read_to_string(&line).unwrap();

@@ -138,6 +138,8 @@ pub struct Outcome {
     pub reports: Vec<RunReport>,
     pub out_dir: PathBuf,
     pub files: Vec<PathBuf>,
+    /// For a sweep: the figures side by side, one row per model, one column per value.
+    pub summary: Option<String>,
 }
 
 impl Outcome {
@@ -159,7 +161,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         if spec.name == "fork"
             && plan.workload.connections + plan.workload.idle > plan.max_processes
         {
-            reports.push(RunReport::unavailable(
+            reports.push(RunReport::skipped(
                 spec.name,
                 &plan.workload,
                 &env,
@@ -187,27 +189,32 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         .iter()
         .filter(|r| r.status != "unavailable")
         .collect();
+    let subtitle = format!(
+        "{}; {}; {}",
+        plan.workload.describe(),
+        env.kernel,
+        env.cpu_model
+    );
     let chart = |name: &str, title: &str, y: &str, f: &dyn Fn(&RunReport) -> f64| {
         let path = out_dir.join(name);
         let data: Vec<(String, f64)> = measured.iter().map(|r| (r.model.clone(), f(r))).collect();
-        charts::bars(&path, title, y, &data).map(|_| path)
+        charts::bars(&path, title, &subtitle, y, &data).map(|_| path)
     };
-    let subtitle = plan.workload.describe();
     files.push(chart(
         "throughput.svg",
-        &format!("Throughput: {subtitle}"),
+        "Throughput (messages/s)",
         "messages/s",
         &|r| r.msgs_per_s,
     )?);
     files.push(chart(
         "p99.svg",
-        &format!("p99 latency: {subtitle}"),
+        "p99 latency (us)",
         "p99 latency (us)",
         &|r| r.latency.p99_us,
     )?);
     files.push(chart(
         "cpu-per-msg.svg",
-        &format!("Server CPU per message: {subtitle}"),
+        "Server CPU per message (us, user+system)",
         "server CPU us/message (user+sys)",
         &|r| r.server.as_ref().map_or(0.0, |s| s.cpu_us_per_msg),
     )?);
@@ -215,6 +222,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         reports,
         out_dir,
         files,
+        summary: None,
     })
 }
 
@@ -265,7 +273,7 @@ pub fn sweep(
             let label = format!("{} {}={value}", spec.name, dimension.name());
             let total = workload.connections + workload.idle;
             let mut report = if spec.name == "fork" && total > plan.max_processes {
-                RunReport::unavailable(
+                RunReport::skipped(
                     spec.name,
                     &workload,
                     &env,
@@ -307,6 +315,7 @@ pub fn sweep(
     let mut base = plan.workload.clone();
     dimension.apply(&mut base, 0);
     let subtitle = format!("varying {what}");
+    let footer = format!("{}; {what} varies", base.describe());
     for (file, title, y, f) in [
         (
             "sweep-throughput.svg",
@@ -328,14 +337,60 @@ pub fn sweep(
         ),
     ] {
         let path = out_dir.join(file);
-        charts::lines(&path, &title, what, y, values, &series(f))?;
+        charts::lines(&path, &title, what, y, values, &series(f), &footer)?;
         files.push(path);
     }
+    let summary = sweep_summary(&reports, &plan.models, dimension, values);
     Ok(Outcome {
         reports,
         out_dir,
         files,
+        summary: Some(summary),
     })
+}
+
+/// Two small matrices: messages/s and server CPU us/message, model by swept value.
+fn sweep_summary(
+    reports: &[RunReport],
+    models: &[ModelSpec],
+    dimension: Dimension,
+    values: &[u64],
+) -> String {
+    let mut out = String::new();
+    for (title, cell) in [
+        (
+            "messages/s",
+            &(|r: &RunReport| crate::units::human(r.msgs_per_s)) as &dyn Fn(&RunReport) -> String,
+        ),
+        ("server CPU us/message", &|r: &RunReport| {
+            r.server
+                .as_ref()
+                .map_or("-".into(), |s| format!("{:.2}", s.cpu_us_per_msg))
+        }),
+    ] {
+        out += &format!("\n{title} by {}:\n", dimension.name());
+        out += &format!("{:<10}", "model");
+        for v in values {
+            out += &format!("{:>14}", v);
+        }
+        out.push('\n');
+        for (k, spec) in models.iter().enumerate() {
+            out += &format!("{:<10}", spec.name);
+            for v in 0..values.len() {
+                let r = &reports[v * models.len() + k];
+                let text = match r.status.as_str() {
+                    "ok" => cell(r),
+                    "fd limit (FD_SETSIZE)" => "FD_SETSIZE".into(),
+                    "skipped" => "skipped".into(),
+                    "unavailable" => "n/a".into(),
+                    _ => format!("{} err", cell(r)),
+                };
+                out += &format!("{text:>14}");
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `results.json` and `results.csv` in `dir`.

@@ -230,6 +230,14 @@ impl RunReport {
         }
     }
 
+    /// A row for a model deliberately not run (`skipped: why`); not a failure.
+    pub fn skipped(model: &str, workload: &Workload, env: &Environment, why: &str) -> RunReport {
+        RunReport {
+            status: "skipped".into(),
+            ..RunReport::unavailable(model, workload, env, why)
+        }
+    }
+
     /// Whether this run counts as failed (exit status).
     pub fn failed(&self) -> bool {
         self.status == "errors" || self.status == "unavailable"
@@ -474,7 +482,7 @@ pub fn table(reports: &[RunReport]) -> String {
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for r in reports {
-        if r.status == "unavailable" {
+        if r.status == "unavailable" || r.status == "skipped" {
             let mut row = vec![r.model.clone(), "-".into()];
             row.resize(header.len() - 1, "-".into());
             row.push(String::new());
@@ -590,15 +598,22 @@ pub fn table(reports: &[RunReport]) -> String {
                 fmt_us(unc.max_us)
             ));
         }
-        if r.status != "unavailable" && r.connect.count > 0 {
+        if r.connect.count > 0 {
+            let said = r
+                .server_stopped
+                .as_deref()
+                .map(|l| format!("; server: {l}"))
+                .unwrap_or_default();
             notes.push(format!(
-                "{}: {} connections, connect p50 {} p99 {} max {} us",
+                "{}: {} connections, connect p50 {} p99 {} max {} us{said}",
                 r.model,
                 r.connected,
                 fmt_us(r.connect.p50_us),
                 fmt_us(r.connect.p99_us),
                 fmt_us(r.connect.max_us)
             ));
+        } else if let Some(line) = &r.server_stopped {
+            notes.push(format!("{}: server: {line}", r.model));
         }
         if let Some(w) = &r.client.warning {
             notes.push(format!("{}: {w}", r.model));
@@ -612,9 +627,6 @@ pub fn table(reports: &[RunReport]) -> String {
                 r.model,
                 r.syscalls.summary()
             ));
-        }
-        if let Some(line) = &r.server_stopped {
-            notes.push(format!("{}: server said: {line}", r.model));
         }
     }
     if let Some(r) = reports

@@ -103,7 +103,7 @@ struct LoadFlags {
     rate: Option<f64>,
 
     /// TCP_NODELAY: `on` disables Nagle's algorithm (default), `off` leaves it on.
-    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     nodelay: bool,
 
     /// New connections per second while connecting (for thousands of connections).
@@ -391,6 +391,9 @@ fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Re
 fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
     print_reports(&outcome.reports, format)?;
     if format == Format::Table {
+        if let Some(summary) = &outcome.summary {
+            println!("{summary}");
+        }
         if let Some(r) = outcome.reports.first() {
             println!(
                 "environment: {}; {}; {} cores; netlab {}; client on core {}, server on core {}; load average {}",
