@@ -183,6 +183,7 @@ mod tests {
         bars(
             &bar,
             "t",
+            "sub",
             "msg/s",
             &[("a".into(), 10.0), ("b".into(), 20.0)],
         )
