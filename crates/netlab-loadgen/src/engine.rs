@@ -34,6 +34,9 @@ use crate::target::Target;
 /// the server's SYN and accept queues and turn into 1 s SYN retransmits.
 pub const MAX_CONNECTING: usize = 256;
 
+/// Connects started between two looks at the ready list.
+const CONNECT_BATCH: usize = 16;
+
 /// What is spoken on each connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -780,12 +783,17 @@ impl Worker {
         let mut next_at = Instant::now();
         loop {
             let now = Instant::now();
+            // A few at a time between polls, so a handshake's completion is seen soon after it
+            // happens and the connect latency measures the server, not this loop.
+            let mut started = 0;
             while next < which.len()
+                && started < CONNECT_BATCH
                 && self.connecting < MAX_CONNECTING
                 && interval.is_none_or(|_| now >= next_at)
             {
-                self.start_connect(which[next], now);
+                self.start_connect(which[next], Instant::now());
                 next += 1;
+                started += 1;
                 if let Some(step) = interval {
                     next_at = next_at.max(now - step) + step;
                 }
@@ -794,6 +802,9 @@ impl Worker {
                 return;
             }
             let mut wait = Duration::from_millis(50);
+            if started == CONNECT_BATCH {
+                wait = Duration::ZERO;
+            }
             if let Some(step) = interval.filter(|_| next < which.len()) {
                 wait = wait.min(next_at.saturating_duration_since(now).max(step / 4));
             }

@@ -787,3 +787,44 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8(writer.into_inner()?)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(busy: f64) -> ClientCpu {
+        ClientCpu {
+            user_s: 0.5,
+            system_s: 0.5,
+            thread_busy: vec![0.2, busy],
+        }
+    }
+
+    fn server(busy: f64) -> ServerCost {
+        ServerCost {
+            cpu_busy: busy,
+            ..ServerCost::default()
+        }
+    }
+
+    #[test]
+    fn the_bottleneck_verdict() {
+        let w = Workload::echo(crate::Target::Unix("/x".into()));
+        let r = client_report(&w, &cpu(0.97), 1_000_000, Some(&server(0.5)));
+        assert_eq!(r.bound, "client");
+        assert!(r.warning.unwrap().starts_with("client-bound"));
+        assert_eq!(r.cpu_us_per_msg, 1.0);
+        assert_eq!(r.busiest_thread, 0.97);
+        let r = client_report(&w, &cpu(0.5), 1_000_000, Some(&server(0.99)));
+        assert_eq!((r.bound.as_str(), r.warning.is_none()), ("server", true));
+        assert_eq!(
+            client_report(&w, &cpu(0.95), 1, Some(&server(0.95))).bound,
+            "both"
+        );
+        assert_eq!(
+            client_report(&w, &cpu(0.3), 1, Some(&server(0.3))).bound,
+            "neither"
+        );
+        assert_eq!(client_report(&w, &cpu(0.3), 1, None).bound, "unknown");
+    }
+}
