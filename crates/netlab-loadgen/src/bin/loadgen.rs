@@ -479,8 +479,17 @@ fn http_table(r: &RunReport) -> String {
     match &r.server {
         Some(s) => {
             out += &format!(
-                "server      {:.2} us CPU/request ({:.2} user + {:.2} sys, +/- {:.3}), {:.1} ms CPU/GiB, busy {:.0}%\n",
-                s.cpu_us_per_msg, s.cpu_user_us_per_msg, s.cpu_system_us_per_msg, s.cpu_resolution_us_per_msg, s.cpu_ms_per_gib, s.cpu_busy * 100.0
+                "server      {:.2} us CPU/request ({:.2} user + {:.2} sys; {}), {:.1} ms CPU/GiB, busy {:.0}%\n",
+                s.cpu_us_per_msg,
+                s.cpu_user_us_per_msg,
+                s.cpu_system_us_per_msg,
+                if s.cpu_source == "schedstat" {
+                    "total from schedstat, split by ticks".to_string()
+                } else {
+                    format!("10 ms ticks: +/- {:.3}", s.cpu_resolution_us_per_msg)
+                },
+                s.cpu_ms_per_gib,
+                s.cpu_busy * 100.0
             );
             out += &format!(
                 "            cs/request {:.3} vol {:.3} invol; peak RSS {} KiB; threads {}; fds {}\n",
