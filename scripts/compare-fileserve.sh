@@ -27,11 +27,17 @@ CONNECTIONS=${CONNECTIONS:-8}
 SERVER_CORE=${SERVER_CORE:-1}
 CLIENT_CORE=${CLIENT_CORE:-0}
 NGINX_PORT=${NGINX_PORT:-18080}
+# Servers and clients run at this nice level (when allowed: root), so compiles and tests of
+# other processes on the same cores take less of their time. All three servers get the same.
+NICE=${NICE:--10}
 
 cd "$(dirname "$0")/.."
 BIN="${CARGO_TARGET_DIR:-target}/release"
 
 say() { echo "compare-fileserve: $*" >&2; }
+
+PRIO=()
+if nice -n "$NICE" true 2>/dev/null; then PRIO=(nice -n "$NICE"); fi
 
 need_package() { # command, package
     if ! command -v "$1" >/dev/null 2>&1; then
@@ -74,7 +80,7 @@ cat "$ROOT"/*.bin >/dev/null # into the page cache
 # Starts fileserve in a mode; sets ADDR and PID from its "listening on ... pid=N" line.
 start_fileserve() {
     local mode=$1 out="$TMP/fileserve-$1.out"
-    taskset -c "$SERVER_CORE" "$BIN/fileserve" --root "$ROOT" --addr 127.0.0.1:0 --mode "$mode" \
+    "${PRIO[@]}" taskset -c "$SERVER_CORE" "$BIN/fileserve" --root "$ROOT" --addr 127.0.0.1:0 --mode "$mode" \
         >"$out" 2>/dev/null &
     PIDS+=($!)
     for _ in $(seq 50); do
@@ -119,7 +125,7 @@ http {
     }
 }
 EOF
-taskset -c "$SERVER_CORE" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
+"${PRIO[@]}" taskset -c "$SERVER_CORE" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
 NGINX_MASTER=$!
 PIDS+=("$NGINX_MASTER")
 WORKER=""
@@ -133,7 +139,7 @@ URL_BASE[nginx]="http://127.0.0.1:$NGINX_PORT"
 SERVER_PID[nginx]=$WORKER # the worker serves; the master only waits
 
 say "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), worker pid $WORKER; fileserve sendfile pid ${SERVER_PID[sendfile]}, copy pid ${SERVER_PID[copy]}"
-say "servers on core $SERVER_CORE, loadgen on core $CLIENT_CORE; $ROUNDS rounds x $DURATION per server and size"
+say "servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}; $ROUNDS rounds x $DURATION per server and size"
 
 # --- the runs ---------------------------------------------------------------------------
 RESULTS="$TMP/results.tsv" # server size round req/s GB/s cpu_ms/GiB user_ms/GiB sys_ms/GiB server_busy client_busy errors
@@ -143,7 +149,7 @@ RESULTS="$TMP/results.tsv" # server size round req/s GB/s cpu_ms/GiB user_ms/GiB
 # reads the server's CPU (schedstat, split user/system by the tick ratio) over its window.
 run_loadgen() { # server url
     local json="$TMP/run.json"
-    taskset -c "$CLIENT_CORE" "$BIN/loadgen" http "$2" -c "$CONNECTIONS" -d "$DURATION" \
+    "${PRIO[@]}" taskset -c "$CLIENT_CORE" "$BIN/loadgen" http "$2" -c "$CONNECTIONS" -d "$DURATION" \
         --warmup "$WARMUP" --server-pid "${SERVER_PID[$1]}" --format json >"$json" || true
     jq -r --arg s "$1" --arg z "$3" --arg r "$4" '.[0] as $x
         | ($x.mb_per_s * 1e6 * $x.window_s / 1073741824) as $gib
@@ -165,7 +171,7 @@ run_curls() { # server url size round
     before=$(ticks "$pid")
     t0=$(date +%s.%N)
     for i in $(seq "$CONNECTIONS"); do
-        taskset -c "$CLIENT_CORE" curl -s -w '%{http_code} %{size_download}\n' "${args[@]}" >"$TMP/curl.$i" &
+        "${PRIO[@]}" taskset -c "$CLIENT_CORE" curl -s -w '%{http_code} %{size_download}\n' "${args[@]}" >"$TMP/curl.$i" &
         curls+=($!)
     done
     for i in "${curls[@]}"; do wait "$i" || true; done
@@ -203,7 +209,7 @@ done
 
 # --- the table: medians over rounds, ratios against nginx -------------------------------
 echo
-echo "fileserve vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (sendfile on): $CONNECTIONS keep-alive connections, servers on core $SERVER_CORE, loadgen on core $CLIENT_CORE, median of $ROUNDS x $DURATION"
+echo "fileserve vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (sendfile on): $CONNECTIONS keep-alive connections, servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}, median of $ROUNDS rounds ($DURATION loadgen runs; curl: $GIB_REPEATS x 1 GiB per connection)"
 awk -F'\t' '
     function median(list,   n, a, i, j, t) {
         n = split(list, a, " ")
