@@ -34,6 +34,9 @@ use crate::target::Target;
 /// the server's SYN and accept queues and turn into 1 s SYN retransmits.
 pub const MAX_CONNECTING: usize = 256;
 
+/// Open loop: unsent bytes one connection may queue before its next messages wait.
+const MAX_UNSENT: usize = 1 << 20;
+
 /// Connects started between two looks at the ready list.
 const CONNECT_BATCH: usize = 16;
 
@@ -299,12 +302,16 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         start: Mutex::new(None),
     });
 
+    // Every worker is made here, before any thread waits on a barrier: a worker that failed
+    // to start would leave the others waiting for it forever.
+    let workers = (0..threads)
+        .map(|index| Worker::new(Arc::clone(&shared), index))
+        .collect::<anyhow::Result<Vec<Worker>>>()?;
     let mut handles = Vec::new();
-    for index in 0..threads {
-        let shared = Arc::clone(&shared);
+    for (index, worker) in workers.into_iter().enumerate() {
         let handle = std::thread::Builder::new()
             .name(format!("loadgen-{index}"))
-            .spawn(move || Worker::new(shared, index).and_then(|w| w.run()))
+            .spawn(move || worker.run())
             .context("cannot start an engine thread")?;
         handles.push(handle);
     }
@@ -1231,6 +1238,7 @@ impl Worker {
                     break;
                 }
             }
+            let mut deferred = Vec::new();
             if self.sending {
                 while let Some(std::cmp::Reverse((due, i))) = schedule.peek().copied() {
                     if due > now {
@@ -1240,6 +1248,14 @@ impl Worker {
                     if self.conns[i].state != State::Open {
                         continue;
                     }
+                    // A server that falls far behind would make the unsent backlog grow without
+                    // bound: hold the message back (its intended time stays, so its latency
+                    // still counts the wait) until the socket takes some.
+                    let conn = &self.conns[i];
+                    if conn.out.len() - conn.out_pos > MAX_UNSENT {
+                        deferred.push(std::cmp::Reverse((due, i)));
+                        continue;
+                    }
                     self.queue_message(i, due, now);
                     self.flush(i);
                     if let Some(step) = interval {
@@ -1247,13 +1263,17 @@ impl Worker {
                     }
                 }
             }
+            let retry = !deferred.is_empty();
+            schedule.extend(deferred);
             let mut wake = next_check;
             if self.sending {
                 wake = wake.min(self.end);
                 if cpu_at_start.is_none() {
                     wake = wake.min(self.measure_start);
                 }
-                if let Some(std::cmp::Reverse((due, _))) = schedule.peek() {
+                if retry {
+                    wake = wake.min(now + Duration::from_millis(1));
+                } else if let Some(std::cmp::Reverse((due, _))) = schedule.peek() {
                     wake = wake.min(*due);
                 }
             }
