@@ -898,7 +898,7 @@ fn header_trickle_times_out(mode: &str) {
 fn reader_that_stops_times_out(mode: &str) {
     let dir = tempfile::tempdir().unwrap();
     write_pattern(&dir.path().join("big.bin"), 64 << 20);
-    let server = Server::start(mode, dir.path(), &["--send-timeout", "500ms"]);
+    let server = Server::start(mode, dir.path(), &["--send-timeout", "1s"]);
     std::thread::sleep(Duration::from_millis(100));
     let baseline = server.open_fds();
     let mut stream = server.connect();
@@ -907,7 +907,7 @@ fn reader_that_stops_times_out(mode: &str) {
         .unwrap();
     // Never read: the socket buffers fill, the server makes no progress, and drops us
     // (closing the socket and the file).
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         server.open_fds(),
         baseline + 2,
