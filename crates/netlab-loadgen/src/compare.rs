@@ -29,6 +29,8 @@ pub struct Plan {
     pub pin: bool,
     /// The forking server is skipped above this many connections (one process each).
     pub max_processes: usize,
+    /// Serve on Unix-domain sockets instead of TCP loopback.
+    pub unix: bool,
 }
 
 /// Where client and server run.
@@ -79,10 +81,22 @@ fn run_model(
     workload: &Workload,
     env: &Environment,
     placement: &Placement,
-    syscalls: bool,
+    plan: &Plan,
 ) -> RunReport {
     let bin = bin_dir.join(spec.bin);
-    let server = match RunningServer::start(&bin, spec.args, &Listen::Tcp, placement.server) {
+    let listen = if plan.unix {
+        let path = std::env::temp_dir().join(format!(
+            "netlab-loadgen-{}-{}.sock",
+            std::process::id(),
+            spec.name
+        ));
+        let _ = std::fs::remove_file(&path);
+        Listen::Unix(path)
+    } else {
+        Listen::Tcp
+    };
+    let syscalls = plan.syscalls;
+    let server = match RunningServer::start(&bin, spec.args, &listen, placement.server) {
         Ok(server) => server,
         Err(why) => {
             let why = if why.contains("not built yet") {
@@ -103,6 +117,9 @@ fn run_model(
     };
     let measured = report::measure(&workload, options);
     let stopped = server.stop();
+    if let Listen::Unix(path) = &listen {
+        let _ = std::fs::remove_file(path);
+    }
     let mut report = match measured {
         Ok(r) => r,
         Err(e) => {
@@ -180,7 +197,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             &plan.workload,
             &env,
             &placement,
-            plan.syscalls,
+            plan,
         ));
     }
     let out_dir = output_dir(out, "netlab-report")?;
@@ -284,7 +301,7 @@ pub fn sweep(
                 )
             } else {
                 eprintln!("loadgen: {label} ...");
-                run_model(spec, &bin_dir, &workload, &env, &placement, plan.syscalls)
+                run_model(spec, &bin_dir, &workload, &env, &placement, plan)
             };
             report.model = label;
             reports.push(report);

@@ -149,6 +149,10 @@ struct ServerFlags {
     /// Skip the forking server when it would need more processes than this.
     #[arg(long, default_value_t = 2000)]
     max_processes: usize,
+
+    /// Serve on Unix-domain sockets (in the temp dir) instead of TCP on 127.0.0.1.
+    #[arg(long)]
+    unix: bool,
 }
 
 #[derive(Args)]
@@ -385,6 +389,7 @@ fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Re
         syscalls: load.syscalls,
         pin: !flags.no_pin,
         max_processes: flags.max_processes,
+        unix: flags.unix,
     })
 }
 
@@ -409,7 +414,11 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
                     .map_or("any".into(), |c| c.to_string()),
                 r.environment.load_average,
             );
-            println!("workload: {}", r.environment.workload);
+            let transport = match outcome.reports.iter().find(|r| !r.target.is_empty()) {
+                Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
+                _ => "TCP on 127.0.0.1",
+            };
+            println!("workload: {} over {transport}", r.environment.workload);
         }
     }
     let names: Vec<String> = outcome
