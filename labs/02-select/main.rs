@@ -65,7 +65,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         if !pause.is_paused() {
             readable.insert(server.listener.as_fd());
         }
+        // select's first argument is the highest fd plus one: the kernel checks every fd
+        // below it. (The listener and signal pipe are opened first, so they are lower.)
+        let mut nfds = server
+            .signals
+            .wake_fd()
+            .as_raw_fd()
+            .max(server.listener.as_raw_fd())
+            + 1;
         for conn in conns.values() {
+            nfds = nfds.max(conn.stream.as_raw_fd() + 1);
             match conn.want() {
                 Want::Read => readable.insert(conn.stream.as_fd()),
                 Want::ReadWrite => {
@@ -80,8 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             -1 => None,
             ms => Some(TimeVal::milliseconds(ms.into())),
         };
-        // nfds = None: nix passes the highest fd in the sets plus one, as select requires.
-        match select(None, &mut readable, &mut writable, None, timeout.as_mut()) {
+        match select(nfds, &mut readable, &mut writable, None, timeout.as_mut()) {
             Ok(_) => {}
             Err(Errno::EINTR) => continue, // a signal arrived; select is never restarted
             Err(e) => return Err(e.into()),
