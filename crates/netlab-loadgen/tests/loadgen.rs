@@ -344,9 +344,10 @@ fn open_loop_reports_both_latencies() {
     let report = run(&workload, Some(server.pid));
     assert!(server.stop().exit_ok);
     assert_eq!(report.errors.total(), 0, "{:?}", report.error_examples);
-    // 2000/s over 0.6 s: about 1200 messages, whatever the server's speed.
+    // 2000/s over 0.6 s: about 1200 messages, whatever the server's speed (closed loop would
+    // complete ten times as many). Loose bounds: the tests share two cores.
     assert!(
-        (900..=1300).contains(&report.messages),
+        (600..=1500).contains(&report.messages),
         "{}",
         report.messages
     );
