@@ -320,15 +320,13 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     // Connection phase: wait for every thread, showing how many are up.
     let wait_connected = {
         let shared = Arc::clone(&shared);
-        let progress = progress.clone();
         std::thread::spawn(move || {
             shared.all_connected.wait();
-            progress.connected_done();
         })
     };
     while !wait_connected.is_finished() {
         progress.connecting(shared.connected.load(Ordering::Relaxed));
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let _ = wait_connected.join();
     window.connected();
@@ -524,8 +522,6 @@ impl Progress {
             bar.set_position(n);
         }
     }
-
-    fn connected_done(&self) {}
 
     fn load_phase(&self, total: Duration) {
         if let Some(bar) = &self.bar {
