@@ -300,6 +300,7 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         go: Barrier::new(threads + 1),
         sampled: Barrier::new(threads + 1),
         start: Mutex::new(None),
+        active_connected: AtomicU64::new(0),
     });
 
     // Every worker is made here, before any thread waits on a barrier: a worker that failed
@@ -332,10 +333,16 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     window.connected();
 
     let start = Instant::now();
-    *shared.start.lock().unwrap() = Some(start);
+    // No active connection came up (refused, say): nothing to measure, so no waiting either.
+    let (warmup, duration) = if shared.active_connected.load(Ordering::Relaxed) == 0 {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (workload.warmup, workload.duration)
+    };
+    let measure_start = start + warmup;
+    let end = measure_start + duration;
+    *shared.start.lock().unwrap() = Some((start, measure_start, end));
     shared.go.wait();
-    let measure_start = start + workload.warmup;
-    let end = measure_start + workload.duration;
 
     let completed = || -> u64 {
         shared
@@ -344,7 +351,7 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
     };
-    progress.load_phase(workload.warmup + workload.duration);
+    progress.load_phase(warmup + duration);
     sleep_until(measure_start, &progress, start, &completed);
     window.measure_start();
     let usage_start = process_cpu();
@@ -568,7 +575,9 @@ struct Shared {
     /// The main thread has sampled the server at the end of the window: connections may close
     /// (a thread-per-connection server loses its threads when they do).
     sampled: Barrier,
-    start: Mutex<Option<Instant>>,
+    /// Start of the load, of the measured window, and its end.
+    start: Mutex<Option<(Instant, Instant, Instant)>>,
+    active_connected: AtomicU64,
 }
 
 struct WorkerResult {
@@ -762,10 +771,10 @@ impl Worker {
         self.connect_all(&idle, &mut events);
         shared.all_connected.wait();
         shared.go.wait();
-        let start = shared.start.lock().unwrap().expect("start set before go");
-        let w = &shared.workload;
-        self.measure_start = start + w.warmup;
-        self.end = self.measure_start + w.duration;
+        let (start, measure_start, end) =
+            shared.start.lock().unwrap().expect("start set before go");
+        self.measure_start = measure_start;
+        self.end = end;
         self.load(start, &mut events);
         shared.sampled.wait();
         for i in 0..self.conns.len() {
@@ -871,6 +880,9 @@ impl Worker {
             self.connecting -= 1;
             self.result.connected += 1;
             self.shared.connected.fetch_add(1, Ordering::Relaxed);
+            if conn.active {
+                self.shared.active_connected.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

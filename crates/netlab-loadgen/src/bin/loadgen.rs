@@ -215,6 +215,10 @@ struct HttpArgs {
 }
 
 fn main() {
+    if std::env::args_os().len() == 1 {
+        eprintln!("loadgen: error: give a target (HOST:PORT or unix:PATH) or a command (compare, sweep, http); see loadgen --help");
+        std::process::exit(2);
+    }
     let cli: Cli = netlab_core::parse_args();
     netlab_loadgen::raise_fd_limit();
     match run(cli) {
