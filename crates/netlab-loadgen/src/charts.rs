@@ -116,7 +116,7 @@ pub fn lines(
         .copied()
         .fold(0.0, f64::max)
         .max(1e-9)
-        * 1.1;
+        * 1.3; // room for the legend above the lines
     let n = x_values.len().max(1);
     let labels: Vec<String> = x_values.iter().map(|v| v.to_string()).collect();
     let mut chart = ChartBuilder::on(&root)

@@ -157,6 +157,8 @@ pub struct Outcome {
     pub files: Vec<PathBuf>,
     /// For a sweep: the figures side by side, one row per model, one column per value.
     pub summary: Option<String>,
+    /// The workload in words (for a sweep: with the swept values).
+    pub workload: String,
 }
 
 impl Outcome {
@@ -240,6 +242,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         out_dir,
         files,
         summary: None,
+        workload: plan.workload.describe(),
     })
 }
 
@@ -329,10 +332,13 @@ pub fn sweep(
             .collect()
     };
     let what = dimension.name();
-    let mut base = plan.workload.clone();
-    dimension.apply(&mut base, 0);
     let subtitle = format!("varying {what}");
-    let footer = format!("{}; {what} varies", base.describe());
+    let listed: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    let footer = format!(
+        "{}; {what} = {}",
+        plan.workload.describe_varying(Some(what)),
+        listed.join(", ")
+    );
     for (file, title, y, f) in [
         (
             "sweep-throughput.svg",
@@ -363,6 +369,7 @@ pub fn sweep(
         out_dir,
         files,
         summary: Some(summary),
+        workload: footer,
     })
 }
 

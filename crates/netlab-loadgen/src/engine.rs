@@ -102,14 +102,28 @@ impl Workload {
 
     /// One line: `50 connections (+100 idle), 512-byte messages, pipeline 1, 5s after 1s warmup`.
     pub fn describe(&self) -> String {
-        let mut text = format!("{} connections", self.connections);
-        if self.idle > 0 {
-            text += &format!(" (+{} idle)", self.idle);
+        self.describe_varying(None)
+    }
+
+    /// [`Workload::describe`] without the figure named `varying` (`connections`, `idle` or
+    /// `size`), for a sweep that varies it.
+    pub fn describe_varying(&self, varying: Option<&str>) -> String {
+        let mut parts = Vec::new();
+        if varying != Some("connections") {
+            let s = if self.connections == 1 { "" } else { "s" };
+            parts.push(format!("{} connection{s}", self.connections));
+        }
+        if self.idle > 0 && varying != Some("idle") {
+            parts.push(format!("+{} idle", self.idle));
         }
         match &self.protocol {
-            Protocol::Echo => text += &format!(", {}-byte messages", self.size),
-            Protocol::Http { path, .. } => text += &format!(", GET {path}"),
+            Protocol::Echo if varying != Some("size") => {
+                parts.push(format!("{}-byte messages", self.size))
+            }
+            Protocol::Echo => {}
+            Protocol::Http { path, .. } => parts.push(format!("GET {path}")),
         }
+        let mut text = parts.join(", ");
         match self.rate {
             Some(rate) => text += &format!(", open loop {} msg/s", crate::units::human(rate)),
             None => text += &format!(", pipeline {}", self.pipeline),

@@ -422,7 +422,7 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
                 Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
                 _ => "TCP on 127.0.0.1",
             };
-            println!("workload: {} over {transport}", r.environment.workload);
+            println!("workload: {} over {transport}", outcome.workload);
         }
     }
     let names: Vec<String> = outcome
