@@ -25,6 +25,7 @@
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -60,8 +61,8 @@ fn main() {
 }
 
 /// The sockets being served, so a stop request can wake the threads blocked on them. A socket
-/// is listed only while its thread owns it open (it leaves the list before it closes), so the
-/// fd cannot be closed and reused under the watcher's feet.
+/// is listed only while its serving thread owns it open (it joins the list first thing and
+/// leaves it before it closes), so the fd cannot be closed and reused under the watcher's feet.
 #[derive(Default)]
 struct Open {
     sockets: HashSet<RawFd>,
@@ -75,24 +76,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     let open = Mutex::new(Open::default());
+    let accepting = AtomicBool::new(true);
 
     std::thread::scope(|scope| {
-        scope.spawn(|| watch_signals(&server, &open));
+        scope.spawn(|| watch_signals(&server, &open, &accepting));
         let mut at_fd_limit = false;
         for id in 0.. {
-            let Some(stream) = accept(&server, &mut at_fd_limit) else {
-                continue;
-            };
-            if !register(&open, &stream) {
-                break; // stopping: dropping the stream closes it
+            let accepted = accept(&server, &mut at_fd_limit);
+            if server.signals.stop_requested() {
+                break; // dropping what was accepted closes it
             }
+            let Some(stream) = accepted else { continue };
             Stats::add(&server.stats.connections, 1);
             match cli.mode {
                 // The next client waits in the accept queue until this one is done.
                 Mode::Iterative => serve(&server, &open, stream),
                 Mode::Threads => {
                     let (server, open) = (&server, &open);
-                    let fd = stream.as_raw_fd();
                     let spawned = std::thread::Builder::new()
                         .name(format!("conn-{id}"))
                         .spawn_scoped(scope, move || serve(server, open, stream));
@@ -100,13 +100,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         // EAGAIN: out of threads or memory. The stream went down with the closure.
                         eprintln!("echo-blocking: cannot start a thread for a connection: {e}");
                         Stats::add(&server.stats.errors, 1);
-                        open.lock().unwrap().sockets.remove(&fd);
                     }
                 }
             }
         }
-        anyhow::Ok(())
-    })?; // the scope joins every connection thread before we get here
+        accepting.store(false, Ordering::SeqCst);
+    }); // the scope joins every connection thread before we get here
     server.finish();
     Ok(())
 }
@@ -133,15 +132,13 @@ fn accept(server: &Server, at_fd_limit: &mut bool) -> Option<Stream> {
     }
 }
 
-/// Lists the socket so [`watch_signals`] can shut it down. False when the server is stopping.
-fn register(open: &Mutex<Open>, stream: &Stream) -> bool {
-    let mut open = open.lock().unwrap();
-    !open.closing && open.sockets.insert(stream.as_raw_fd())
-}
-
 /// Echoes one client until it closes: read, then write all of it back, then read again.
 fn serve(server: &Server, open: &Mutex<Open>, stream: Stream) {
     let fd = stream.as_raw_fd();
+    // Listed while this thread owns the fd open, so a stop request can shut it down.
+    if !register(open, fd) {
+        return; // stopping: dropping the stream closes it
+    }
     let mut conn = EchoConn::new(stream, server.max_pending);
     let mut scratch = vec![0u8; READ_CHUNK];
     if echo(&server.stats, &mut conn, &mut scratch).is_err() {
@@ -149,6 +146,12 @@ fn serve(server: &Server, open: &Mutex<Open>, stream: Stream) {
     }
     open.lock().unwrap().sockets.remove(&fd);
     drop(conn); // close(2), now that the watcher can no longer see the fd
+}
+
+/// Lists the socket so [`watch_signals`] can shut it down. False when the server is stopping.
+fn register(open: &Mutex<Open>, fd: RawFd) -> bool {
+    let mut open = open.lock().unwrap();
+    !open.closing && open.sockets.insert(fd)
 }
 
 /// The echo loop of a blocking server: each call waits until it can do its work.
@@ -168,8 +171,9 @@ fn echo(stats: &Stats, conn: &mut EchoConn, scratch: &mut [u8]) -> std::io::Resu
 /// Waits for SIGINT/SIGTERM (SIGUSR1: print the counters). Signal handlers are installed with
 /// SA_RESTART, so the blocked `accept4` and `recvfrom` calls would not notice the signal: wake
 /// each connection thread by shutting its socket down (its read returns end of file), and the
-/// accepting thread by connecting to our own listener.
-fn watch_signals(server: &Server, open: &Mutex<Open>) {
+/// accepting thread by connecting to our own listener, again every 100 ms until it has left
+/// (at the fd limit the connection itself may fail with EMFILE).
+fn watch_signals(server: &Server, open: &Mutex<Open>, accepting: &AtomicBool) {
     loop {
         server.signals.wait();
         if server.signals.take_report() {
@@ -185,7 +189,8 @@ fn watch_signals(server: &Server, open: &Mutex<Open>) {
         let _ = shutdown(fd, Shutdown::Both);
     }
     drop(open);
-    if let Err(e) = server.listener.knock() {
-        eprintln!("echo-blocking: could not wake the accepting thread: {e}");
+    while accepting.load(Ordering::SeqCst) {
+        let _ = server.listener.knock();
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

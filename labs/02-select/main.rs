@@ -167,7 +167,7 @@ fn accept_all(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
                 if pause.pause() {
-                    eprintln!("echo-select: accept4: {e}; not accepting until a connection closes");
+                    eprintln!("echo-select: accept4: {e}; retrying when a connection closes, or in 100 ms");
                 }
                 return;
             }

@@ -125,7 +125,9 @@ fn accept_all(server: &Server, conns: &mut HashMap<RawFd, EchoConn>, pause: &mut
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
                 if pause.pause() {
-                    eprintln!("echo-poll: accept4: {e}; not accepting until a connection closes");
+                    eprintln!(
+                        "echo-poll: accept4: {e}; retrying when a connection closes, or in 100 ms"
+                    );
                 }
                 return;
             }

@@ -80,9 +80,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     'serve: loop {
         // After EMFILE the listener stays readable (the connection waits in the accept queue):
         // stop watching it for a while, or this loop would spin.
-        if listener_watched == pause.is_paused() {
-            listener_watched = !listener_watched;
-            let flags = if listener_watched {
+        let watch_listener = !pause.is_paused();
+        if watch_listener != listener_watched {
+            listener_watched = watch_listener;
+            let flags = if watch_listener {
                 EpollFlags::EPOLLIN
             } else {
                 EpollFlags::empty()
@@ -97,7 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         for event in &events[..ready] {
             match event.data() {
-                LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause)?,
+                LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause),
                 SIGNALS => {
                     server.signals.drain();
                     if server.signals.take_report() {
@@ -130,12 +131,17 @@ fn accept_all(
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
-) -> anyhow::Result<()> {
+) {
     loop {
         match server.listener.accept_nonblocking() {
             Ok(stream) => {
                 let fd = stream.as_raw_fd();
-                epoll.add(&stream, EpollEvent::new(interest(Want::Read), fd as u64))?;
+                if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(Want::Read), fd as u64))
+                {
+                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+                    eprintln!("echo-epoll-lt: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+                    continue;
+                }
                 conns.insert(
                     fd,
                     Conn {
@@ -145,14 +151,14 @@ fn accept_all(
                 );
                 Stats::add(&server.stats.connections, 1);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
                 if pause.pause() {
                     eprintln!(
-                        "echo-epoll-lt: accept4: {e}; not accepting until a connection closes"
+                        "echo-epoll-lt: accept4: {e}; retrying when a connection closes, or in 100 ms"
                     );
                 }
-                return Ok(());
+                return;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.
             Err(e) => eprintln!("echo-epoll-lt: accept4: {e}"),

@@ -14,7 +14,7 @@
 //!
 //! See it go wrong: `--broken-read-once` reads once per wake-up, as the level-triggered server
 //! does. Send a message larger than one read (64 KiB) and then wait for the echo, e.g.
-//! `head -c 1000000 /dev/zero | nc -q 5 127.0.0.1 7000 | wc -c`: the tail of the message sits in
+//! `head -c 1000000 /dev/zero | nc -w 3 127.0.0.1 7000 | wc -c`: the tail of the message sits in
 //! the socket, unseen, until the client sends something else.
 //!
 //! Compare with the previous lab: `diff labs/04-epoll-lt/main.rs labs/05-epoll-et/main.rs`.
@@ -84,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // After EMFILE, connections wait in the accept queue and no new edge will announce them:
         // come back for them once a connection has closed or the pause is over.
         if accept_waiting && !pause.is_paused() {
-            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause)?;
+            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause);
         }
         let timeout = EpollTimeout::try_from(pause.wait_timeout_ms()).unwrap_or(EpollTimeout::NONE);
         let ready = match epoll.wait(&mut events, timeout) {
@@ -94,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         for event in &events[..ready] {
             match event.data() {
-                LISTENER => accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause)?,
+                LISTENER => accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause),
                 SIGNALS => {
                     server.signals.drain();
                     if server.signals.take_report() {
@@ -127,24 +127,28 @@ fn accept_all(
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
-) -> anyhow::Result<bool> {
+) -> bool {
     loop {
         match server.listener.accept_nonblocking() {
             Ok(stream) => {
                 let fd = stream.as_raw_fd();
                 // Registered once for both directions; never modified.
-                epoll.add(&stream, EpollEvent::new(interest(), fd as u64))?;
+                if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(), fd as u64)) {
+                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+                    eprintln!("echo-epoll-et: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+                    continue;
+                }
                 conns.insert(fd, EchoConn::new(stream, server.max_pending));
                 Stats::add(&server.stats.connections, 1);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) if is_fd_exhausted(&e) => {
                 if pause.pause() {
                     eprintln!(
-                        "echo-epoll-et: accept4: {e}; not accepting until a connection closes"
+                        "echo-epoll-et: accept4: {e}; retrying when a connection closes, or in 100 ms"
                     );
                 }
-                return Ok(true);
+                return true;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.
             Err(e) => eprintln!("echo-epoll-et: accept4: {e}"),

@@ -76,7 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // After EMFILE, connections wait in the accept queue and no new edge will announce them:
         // come back for them once a connection has closed or the pause is over.
         if accept_waiting && !pause.is_paused() {
-            accept_waiting = accept_all(&server, poll.registry(), &mut conns, &mut pause)?;
+            accept_waiting = accept_all(&server, poll.registry(), &mut conns, &mut pause);
         }
         let timeout = match pause.wait_timeout_ms() {
             -1 => None,
@@ -91,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         for event in events.iter() {
             match event.token() {
                 LISTENER => {
-                    accept_waiting = accept_all(&server, poll.registry(), &mut conns, &mut pause)?
+                    accept_waiting = accept_all(&server, poll.registry(), &mut conns, &mut pause)
                 }
                 SIGNALS => {
                     server.signals.drain();
@@ -124,22 +124,30 @@ fn accept_all(
     registry: &Registry,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
-) -> anyhow::Result<bool> {
+) -> bool {
     loop {
         match server.listener.accept_nonblocking() {
             Ok(stream) => {
                 let fd = stream.as_raw_fd();
                 // Registered once for both directions; never modified.
-                registry.register(&mut SourceFd(&fd), Token(fd as usize), interest())?;
+                if let Err(e) =
+                    registry.register(&mut SourceFd(&fd), Token(fd as usize), interest())
+                {
+                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+                    eprintln!("echo-mio: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+                    continue;
+                }
                 conns.insert(fd, EchoConn::new(stream, server.max_pending));
                 Stats::add(&server.stats.connections, 1);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) if is_fd_exhausted(&e) => {
                 if pause.pause() {
-                    eprintln!("echo-mio: accept4: {e}; not accepting until a connection closes");
+                    eprintln!(
+                        "echo-mio: accept4: {e}; retrying when a connection closes, or in 100 ms"
+                    );
                 }
-                return Ok(true);
+                return true;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.
             Err(e) => eprintln!("echo-mio: accept4: {e}"),

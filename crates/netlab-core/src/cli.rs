@@ -20,12 +20,12 @@ pub struct ServerArgs {
 
     /// listen(2) backlog: how many finished handshakes may wait for accept(). The kernel caps it
     /// at net.core.somaxconn.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(i32).range(1..))]
     pub backlog: i32,
 
     /// Unsent bytes one connection may hold before the server stops reading from it until it
     /// drains (a client that sends and never reads cannot grow the server's memory).
-    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_max_pending)]
     pub max_pending: usize,
 }
 
@@ -39,12 +39,27 @@ pub fn parse_args<T: Parser>() -> T {
         }
         Err(e) => {
             let name = T::command().get_name().to_string();
+            // clap's message is its lines up to the first blank one (a required argument's name
+            // comes on the line after "were not provided:"); usage and tips follow, left out.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("{name}: error: {first}; see {name} --help");
+            let message: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("{name}: error: {message}; see {name} --help");
             std::process::exit(2);
         }
+    }
+}
+
+/// `--max-pending`: a size of at least one byte (at 0 a connection could never read anything).
+fn parse_max_pending(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Err("must be at least 1 byte".into()),
+        n => Ok(n),
     }
 }
 
@@ -88,5 +103,7 @@ mod tests {
         assert!(parse_size("12x").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+        assert!(super::parse_max_pending("0").is_err());
+        assert_eq!(super::parse_max_pending("1"), Ok(1));
     }
 }

@@ -18,7 +18,7 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// What one `read` or `write` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Moved this many bytes (more than zero).
+    /// Moved this many bytes (0 only from `write_once` with nothing to send).
     Moved(usize),
     /// EAGAIN: the socket is non-blocking and not ready; come back when the wait call says so.
     WouldBlock,
@@ -50,13 +50,14 @@ pub struct EchoConn {
 }
 
 impl EchoConn {
-    /// `max_pending`: stop reading while this many bytes wait to be sent (see [`Want::Write`]).
+    /// `max_pending`: stop reading while this many bytes wait to be sent (see [`Want::Write`]);
+    /// at least 1, or the connection could never read.
     pub fn new(stream: Stream, max_pending: usize) -> EchoConn {
         EchoConn {
             stream,
             unsent: VecDeque::new(),
             peer_finished: false,
-            max_pending,
+            max_pending: max_pending.max(1),
             bytes_echoed: 0,
         }
     }

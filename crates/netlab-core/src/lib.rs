@@ -7,7 +7,7 @@
 //! | [`cli`]      | the shared server flags, size parsing (`64k`, `1MiB`), one-line errors |
 //! | [`listener`] | the listening socket (TCP or Unix, built with socket2) and [`Stream`]  |
 //! | [`echo`]     | the per-connection echo buffer: [`EchoConn`], [`Step`], [`Want`]       |
-//! | [`signals`]  | SIGINT/SIGTERM/SIGUSR1 as a flag plus a self-pipe a wait loop can watch |
+//! | [`signals`]  | SIGINT/SIGTERM/SIGUSR1 as flags plus a self-pipe a wait loop can watch |
 //! | [`server`]   | [`Server`]: bind, announce the "listening" line, count, summarise      |
 //! | [`procfs`]   | /proc probes: CPU ticks, context switches, RSS, open fds, state        |
 //! | [`process`]  | `fork` and friends, the one place process creation is `unsafe`         |

@@ -17,8 +17,9 @@ pub enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
-/// One accepted connection. Reads and writes go straight to the socket: `read` shows in strace
-/// as `recvfrom` for TCP and `read` for Unix sockets, `write` as `sendto` / `write`.
+/// One accepted connection. Reads and writes go straight to the socket: std's `read` shows in
+/// strace as `recvfrom(fd, buf, len, 0, NULL, NULL)` and `write` as `sendto(..., MSG_NOSIGNAL)`,
+/// for TCP and Unix sockets alike.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -38,23 +39,23 @@ impl Listener {
 
     /// Listens on a Unix-domain socket at `path`: `socket(AF_UNIX)`, `bind(2)`, `listen(2)`.
     ///
-    /// A leftover socket file that nobody listens on any more is removed first; a live one is
-    /// `EADDRINUSE`, and a path that is not a socket is never removed.
+    /// `bind` fails with EADDRINUSE whenever the path exists. If it is a socket file nobody
+    /// listens on any more (left by a killed server), it is removed and bound again; whether
+    /// someone listens is found out by connecting, which a live server sees as one connection.
+    /// A path that is not a socket is never removed.
     pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<Listener> {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AddrInUse));
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        let address = SockAddr::unix(path)?;
+        if let Err(e) = socket.bind(&address) {
+            let stale_socket = e.kind() == io::ErrorKind::AddrInUse
+                && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+                && UnixStream::connect(path).is_err();
+            if !stale_socket {
+                return Err(e);
             }
             std::fs::remove_file(path)?;
+            socket.bind(&address)?;
         }
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&SockAddr::unix(path)?)?;
         socket.listen(backlog)?;
         Ok(Listener::Unix(socket.into(), path.to_path_buf()))
     }
@@ -123,18 +124,31 @@ impl Listener {
     /// so a signal restarts the call), so this is how a stop request reaches it.
     pub fn knock(&self) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => {
-                let mut addr = l.local_addr()?;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(match addr {
-                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                    });
-                }
-                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(drop)
+            Listener::Tcp(_) => {
+                TcpStream::connect_timeout(&self.client_address()?, Duration::from_secs(1))
+                    .map(drop)
             }
             Listener::Unix(_, path) => UnixStream::connect(path).map(drop),
         }
+    }
+
+    /// Where a client on this machine connects to a TCP listener: its address, with loopback in
+    /// place of a wildcard (`0.0.0.0` becomes `127.0.0.1`, `::` becomes `::1`).
+    pub fn client_address(&self) -> io::Result<SocketAddr> {
+        let Listener::Tcp(l) = self else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a TCP listener",
+            ));
+        };
+        let mut addr = l.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Ok(addr)
     }
 }
 
@@ -241,23 +255,25 @@ pub fn is_fd_exhausted(e: &io::Error) -> bool {
 #[derive(Debug, Default)]
 pub struct AcceptPause {
     until: Option<Instant>,
+    /// Set from the first EMFILE until a connection closes: one log line per episode.
+    in_episode: bool,
 }
 
 impl AcceptPause {
     /// How long the listener is ignored at most after EMFILE.
     pub const BACKOFF: Duration = Duration::from_millis(100);
 
-    /// accept() said EMFILE: ignore the listener for a while. Returns true when this starts a
-    /// pause (log it once, not once per attempt).
+    /// accept() said EMFILE: ignore the listener for a while. Returns true when this starts an
+    /// episode (log it once, not ten times a second while the limit holds).
     pub fn pause(&mut self) -> bool {
-        let starts = self.until.is_none();
         self.until = Some(Instant::now() + Self::BACKOFF);
-        starts
+        !std::mem::replace(&mut self.in_episode, true)
     }
 
     /// A connection closed, so an fd is free: accept again.
     pub fn resume(&mut self) {
         self.until = None;
+        self.in_episode = false;
     }
 
     /// Should the listener be left out of this wait? Ends the pause once its time is up.

@@ -91,17 +91,17 @@ impl Server {
         let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
-        let nc = match &self.listener {
-            Listener::Tcp(_) => format!(
-                "nc {}",
-                addr.rsplit_once(':').map_or(addr.clone(), |(h, p)| format!(
-                    "{} {p}",
-                    h.trim_matches(['[', ']'])
-                ))
+        // What a client on this machine types: loopback in place of 0.0.0.0 or ::.
+        let (nc, target) = match self.listener.client_address() {
+            Ok(client) => (
+                format!("nc {} {}", client.ip(), client.port()),
+                client.to_string(),
             ),
-            Listener::Unix(..) => format!("nc -U {}", addr.trim_start_matches("unix:")),
+            Err(_) => (
+                format!("nc -U {}", addr.trim_start_matches("unix:")),
+                addr.clone(),
+            ),
         };
-        let target = addr.clone();
         eprintln!("echo-{name}: pid {pid}, listening on {addr}. Try:");
         eprintln!("  {nc:<58} type a line, get it back");
         eprintln!("  strace -f -tt -e trace={} -p {pid}", self.model.trace);

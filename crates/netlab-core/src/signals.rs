@@ -1,5 +1,7 @@
-//! Signals a server reacts to, delivered two ways at once: a flag to test, and a byte on a pipe
-//! (the self-pipe trick) whose read end a `select`/`poll`/`epoll` loop watches like any socket.
+//! Signals a server reacts to, delivered two ways at once: a flag to test, and a byte written to
+//! a socketpair used as a self-pipe (the self-pipe trick), whose read end a
+//! `select`/`poll`/`epoll` loop watches like any socket. In strace the handler's byte is
+//! `sendto(7, "X", 1, MSG_DONTWAIT, ...)` and the loop drains it with `recvfrom(4, ...)`.
 //!
 //! - SIGINT, SIGTERM: stop ([`Signals::stop_requested`]).
 //! - SIGUSR1: print the counters so far ([`Signals::take_report`]).
@@ -8,7 +10,7 @@
 //! `read`/`accept` is restarted after the handler runs and does not notice the signal; but
 //! `select`, `poll` and `epoll_wait` are never restarted: they return EINTR, and a loop must
 //! retry them. A signal that lands between "check the flag" and "enter the wait" would be
-//! missed by a flag alone; the pipe byte makes the wait return at once instead.
+//! missed by a flag alone; the byte makes the wait return at once instead.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -27,7 +29,8 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers (`rt_sigaction` for SIGINT, SIGTERM, SIGUSR1) and creates the pipe.
+    /// Installs the handlers (`rt_sigaction` for SIGINT, SIGTERM, SIGUSR1) and creates the
+    /// socketpair that serves as the self-pipe.
     pub fn install() -> io::Result<Signals> {
         let (wake_read, wake_write) = UnixStream::pair()?;
         wake_read.set_nonblocking(true)?;
@@ -51,13 +54,13 @@ impl Signals {
         })
     }
 
-    /// The pipe's read end: readable after any of the signals arrived. Add it to the wait set,
+    /// The self-pipe's read end: readable after any of the signals arrived. Add it to the wait set,
     /// and call [`drain`](Self::drain) when it fires.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake_read.as_fd()
     }
 
-    /// Empties the pipe so a level-triggered wait stops reporting it.
+    /// Empties the self-pipe so a level-triggered wait stops reporting it.
     pub fn drain(&self) {
         let mut buf = [0u8; 64];
         while matches!((&self.wake_read).read(&mut buf), Ok(n) if n > 0) {}

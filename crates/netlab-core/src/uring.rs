@@ -175,7 +175,9 @@ impl Ring {
     }
 }
 
-/// Pairs a completion's result with the operation that asked for it.
+/// Pairs a completion's result with the operation that asked for it. A poll or timeout reports
+/// only that it ended: a failed or cancelled one (which happens only in `cancel_all`, when
+/// nobody acts on it any more) also comes back as `Readable` / `TimedOut`.
 fn complete(op: Op, result: i32) -> Completion {
     let outcome = if result < 0 {
         Err(io::Error::from_raw_os_error(-result))
