@@ -5,7 +5,8 @@
 #   scripts/trace.sh echo-poll                 # any echo server; extra flags go to the server
 #   scripts/trace.sh echo-epoll-et --broken-read-once
 #
-# The binaries come from target/release (built if missing), or from $NETLAB_BIN_DIR.
+# The binary is built first (`cargo build --release`, quick when up to date) unless
+# $NETLAB_BIN_DIR names a folder of ready binaries (the tests use that).
 set -euo pipefail
 
 usage="usage: scripts/trace.sh SERVER [server flags...]
@@ -14,7 +15,8 @@ name=${1:-}
 [ -n "$name" ] && [ "$name" != -h ] && [ "$name" != --help ] || { echo "$usage"; [ -n "$name" ]; exit; }
 shift
 
-# The syscalls that tell each model's story (the same lists the servers print at start).
+# The syscalls that tell each model's story (the lists the servers print at start, plus, for
+# io_uring, the calls that should NOT appear).
 case $name in
   echo-blocking) calls=accept4,recvfrom,sendto,clone3,close ;;
   echo-select) calls=pselect6,accept4,recvfrom,sendto,close ;;
@@ -24,13 +26,19 @@ case $name in
   echo-fork) calls=accept4,clone,clone3,fork,wait4,recvfrom,sendto,close,exit_group ;;
   *) echo "trace.sh: unknown server '$name'" >&2; echo "$usage" >&2; exit 2 ;;
 esac
-command -v strace >/dev/null || { echo "trace.sh: strace is not installed (apt-get install strace)" >&2; exit 1; }
+command -v strace >/dev/null || { echo "trace.sh: strace is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+for flag in "$@"; do
+  case $flag in
+    --addr* | --unix*) echo "trace.sh: the trace runs the server on a free TCP port; leave out $flag" >&2; exit 2 ;;
+  esac
+done
 
 cd "$(dirname "$0")/.."
-bin_dir=${NETLAB_BIN_DIR:-target/release}
-if [ ! -x "$bin_dir/$name" ]; then
+if [ -n "${NETLAB_BIN_DIR:-}" ]; then
+  bin_dir=$NETLAB_BIN_DIR
+else
   cargo build --release --quiet --bin "$name"
-  bin_dir=target/release
+  bin_dir=${CARGO_TARGET_DIR:-target}/release
 fi
 
 work=$(mktemp -d)
@@ -59,9 +67,10 @@ wait "$strace_pid" || true
 
 echo "# $name (pid $server_pid): a client sent 'hello', got '$reply' back, closed 0.2 s later; then SIGTERM."
 echo "# Lines without [pid N] are the server's main thread; start-up is left out."
-# Start at the first wait or accept; label other threads, drop the main thread's pid prefix.
+# Start at the first wait or accept (not the poll std makes on fds 0-2 before main); label other
+# threads, drop the main thread's pid prefix.
 awk -v main="$server_pid" '
-  !started && $0 ~ /(pselect6|poll|epoll_ctl|epoll_wait|accept4|io_uring_setup)\(/ { started = 1 }
+  !started && $0 ~ /(pselect6|poll|epoll_ctl|epoll_wait|accept4|io_uring_setup)\(/ && $0 !~ /poll\(\[\{fd=0, events=0\}/ { started = 1 }
   started { pid = $1; sub(/^[0-9]+ +/, ""); print (pid == main ? "" : "[pid " pid "] ") $0 }
 ' "$work/trace"
 echo "# server said: $(tail -n 1 "$work/stdout")"
