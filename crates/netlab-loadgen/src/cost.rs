@@ -6,10 +6,12 @@
 //!
 //! - `/proc/PID/status` counts context switches of one thread only, so they are summed over
 //!   `/proc/PID/task/*`; a thread or child that ends inside the window takes its counts with it.
-//! - CPU time is counted in clock ticks (10 ms at 100 Hz). Over a 5 s window of 100,000
-//!   messages one tick is 0.1 us per message; short windows are coarse, and the report says so.
+//! - /proc/PID/stat counts CPU in clock ticks (10 ms at 100 Hz), and a thread's ticks are
+//!   charged to its process only as they fall. /proc/TID/schedstat has nanoseconds per thread,
+//!   so the total comes from there (each thread's own growth over the window), with the ticks
+//!   as a floor for threads that exited inside the window, and for the user/system split.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use netlab_core::procfs;
 use serde::{Deserialize, Serialize};
@@ -21,9 +23,9 @@ pub struct Sample {
     pub threads: u64,
     pub utime_ticks: u64,
     pub stime_ticks: u64,
-    /// CPU time in ns from /proc/TID/schedstat, summed over every thread; `None` when the
-    /// kernel has no schedstat.
-    pub cpu_ns: Option<u64>,
+    /// CPU time in ns from /proc/TID/schedstat, per thread (tids are unique across the whole
+    /// tree); `None` when the kernel has no schedstat.
+    pub cpu_ns: Option<HashMap<i32, u64>>,
     pub voluntary_cs: u64,
     pub involuntary_cs: u64,
     pub rss_kib: u64,
@@ -62,7 +64,7 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
 pub fn sample(pid: i32) -> Option<Sample> {
     procfs::stat(pid).ok()?;
     let mut total = Sample {
-        cpu_ns: Some(0),
+        cpu_ns: Some(HashMap::new()),
         ..Sample::default()
     };
     for p in process_tree(pid) {
@@ -94,8 +96,11 @@ pub fn sample(pid: i32) -> Option<Sample> {
                     total.voluntary_cs += status.voluntary_ctxt_switches;
                     total.involuntary_cs += status.nonvoluntary_ctxt_switches;
                 }
-                total.cpu_ns = match (total.cpu_ns, schedstat_ns(tid)) {
-                    (Some(sum), Some(ns)) => Some(sum + ns),
+                total.cpu_ns = match (total.cpu_ns.take(), schedstat_ns(tid)) {
+                    (Some(mut threads), Some(ns)) => {
+                        threads.insert(tid, ns);
+                        Some(threads)
+                    }
                     _ => None,
                 };
             }
@@ -195,11 +200,18 @@ impl ServerCost {
         let tick_system_s = end.stime_ticks.saturating_sub(start.stime_ticks) as f64 / hz;
         // The total from schedstat (ns, per thread) when there is one: clock ticks are charged
         // per process and truncated, so 50 forked children of 5 ms each would add up to 0.
-        // The user/system split still comes from the ticks.
-        let (user_s, system_s, precise) = match (start.cpu_ns, end.cpu_ns) {
+        // Each thread alive at the end counts its own growth (all of it if it was born in the
+        // window). A thread that exited in the window took its schedstat with it, but its
+        // process's ticks still include it: the tick total is the floor. The user/system split
+        // still comes from the ticks.
+        let (user_s, system_s, precise) = match (&start.cpu_ns, &end.cpu_ns) {
             (Some(a), Some(b)) => {
-                let total = b.saturating_sub(a) as f64 / 1e9;
+                let grown_ns: u64 = b
+                    .iter()
+                    .map(|(tid, ns)| ns.saturating_sub(a.get(tid).copied().unwrap_or(0)))
+                    .sum();
                 let ticks = tick_user_s + tick_system_s;
+                let total = (grown_ns as f64 / 1e9).max(ticks);
                 let user_share = if ticks > 0.0 {
                     tick_user_s / ticks
                 } else {

@@ -635,6 +635,12 @@ pub fn table(reports: &[RunReport]) -> String {
     {
         notes.push(format!("syscalls/msg {}", r.syscalls.summary()));
     }
+    if reports
+        .iter()
+        .any(|r| r.syscalls.absent.is_none() && !r.syscalls.per_msg.is_empty())
+    {
+        notes.push("syscalls were counted with perf tracepoints, which cost the server CPU too: srv us/msg and msg/s are higher and lower than without --syscalls".to_string());
+    }
     if let Some(w) = reports
         .iter()
         .filter_map(|r| r.environment.busy_warning())

@@ -52,6 +52,16 @@ pub const MODELS: &[ModelSpec] = &[
         args: &[],
     },
     ModelSpec {
+        name: "mio",
+        bin: "echo-mio",
+        args: &[],
+    },
+    ModelSpec {
+        name: "uring",
+        bin: "echo-uring",
+        args: &[],
+    },
+    ModelSpec {
         name: "fork",
         bin: "echo-fork",
         args: &["--reap", "sigchld"],

@@ -32,6 +32,7 @@ pub const NAMED: &[&str] = &[
     "epoll_wait",
     "epoll_pwait",
     "epoll_ctl",
+    "io_uring_enter",
     "accept4",
     "close",
     "futex",

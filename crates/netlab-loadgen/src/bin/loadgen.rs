@@ -114,7 +114,9 @@ struct LoadFlags {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// Count the server's syscalls per message by name (perf tracepoints; needs the pid).
+    /// Count the server's syscalls per message by name (perf tracepoints; needs the pid). The
+    /// counting itself costs the server CPU (about 2 us per message on the machine this was
+    /// written on): take CPU figures from a run without it.
     #[arg(long)]
     syscalls: bool,
 
@@ -126,7 +128,7 @@ struct LoadFlags {
 /// Flags for running the echo servers ourselves.
 #[derive(Args, Clone)]
 struct ServerFlags {
-    /// Models to run, comma-separated (blocking,select,poll,epoll-lt,epoll-et,fork) [default: all].
+    /// Models to run, comma-separated (blocking,select,poll,epoll-lt,epoll-et,mio,uring,fork) [default: all].
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
 
