@@ -9,7 +9,7 @@
 //! | [`range`]    | [`evaluate_range`]: one `Range: bytes=...` → 200, 206 or 416             |
 //! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
 //! | [`listing`]  | the plain HTML listing of a directory                                   |
-//! | [`transfer`] | [`transfer::send_bytes`] (`MSG_NOSIGNAL`, `MSG_MORE`), [`transfer::SENDFILE_MAX`] |
+//! | [`transfer`] | [`transfer::send_bytes`] (`MSG_NOSIGNAL`), [`transfer::SENDFILE_MAX`] |
 //! | [`duration`] | `500ms`, `10s`, `2m` on the command line (netlab-core has sizes, not times) |
 //!
 //! There is no `unsafe` in this crate: nix wraps `openat2(2)` and `send(2)` safely. The file
