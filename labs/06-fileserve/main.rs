@@ -413,13 +413,20 @@ fn read_requests(conn: &mut Conn) -> io::Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // The lesson: two ways to move `body.pos..body.end` of a file into a socket. Each does one
-// step; `send_response` calls it until the socket is full (EAGAIN) or the range is sent.
+// step; `send_response` calls it until the socket is full (EAGAIN), the range is sent, or
+// TURN_BYTES went out this turn (then the other connections get theirs).
 // ---------------------------------------------------------------------------------------------
+
+/// At most this many body bytes per connection per turn of the loop, then the next ready
+/// connection gets its turn (nginx's `sendfile_max_chunk` is 2m as well).
+const TURN_BYTES: usize = 2 << 20;
 
 /// `--mode sendfile`: one syscall, no buffer. The kernel takes the pages from the page cache
 /// and queues them on the socket; `offset` is ours and 64-bit, so files past 4 GiB work.
 fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> {
-    let count = (body.end - body.pos).min(SENDFILE_MAX) as usize;
+    let count = (body.end - body.pos)
+        .min(SENDFILE_MAX)
+        .min(TURN_BYTES as u64) as usize;
     let mut offset = body.pos as libc::off64_t;
     match nix::sys::sendfile::sendfile64(socket, &body.file, Some(&mut offset), count) {
         // 0 before the end: the file was truncated under us. The socket is still writable, so
@@ -522,7 +529,11 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
         })),
     };
     let mut buffer = buffer;
+    let mut this_turn = 0usize;
     loop {
+        if this_turn >= TURN_BYTES {
+            return Ok(Sent::Blocked);
+        }
         let drained = buffer.as_ref().is_none_or(|b| b.pending().is_empty());
         if body.pos == body.end && drained {
             return Ok(Sent::Done);
@@ -533,6 +544,7 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
         };
         match step {
             Moved::Bytes(n) => {
+                this_turn += n;
                 ctx.stats.bytes += n as u64;
                 *last_progress = Instant::now();
             }
