@@ -8,8 +8,7 @@
 #   ROUNDS=1 DURATION=3s scripts/compare-fileserve.sh
 #
 # Files: one 1 GiB file, and 16 files of 1 MiB (loadgen takes one URL, so each run fetches
-# one of them: round r fetches m<r>.bin). 1 MiB files are loaded with `loadgen http`; the
-# 1 GiB file with 8 parallel curl clients (see run_curls for why). All are read once first, so every server is served
+# one of them: round r fetches m<r>.bin). All are read once first, so every server is served
 # from the page cache. Servers are measured in a rotating order each round, and the table shows
 # the median of the rounds: on a shared 2-core machine single runs are noisy.
 #
@@ -145,8 +144,9 @@ say "servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-defa
 RESULTS="$TMP/results.tsv" # server size round req/s GB/s cpu_ms/GiB user_ms/GiB sys_ms/GiB server_busy client_busy errors
 : >"$RESULTS"
 
-# 1 MiB: loadgen http, $CONNECTIONS keep-alive connections for $DURATION after $WARMUP; it
-# reads the server's CPU (schedstat, split user/system by the tick ratio) over its window.
+# loadgen http, $CONNECTIONS keep-alive connections for $DURATION after $WARMUP; it counts body
+# bytes as they arrive inside its window (so a 1 GiB reply that spans the window's edges counts
+# what arrived) and reads the server's CPU (schedstat, split user/system by the tick ratio).
 run_loadgen() { # server url
     local json="$TMP/run.json"
     "${PRIO[@]}" taskset -c "$CLIENT_CORE" "$BIN/loadgen" http "$2" -c "$CONNECTIONS" -d "$DURATION" \
@@ -158,50 +158,14 @@ run_loadgen() { # server url
            $x.server.cpu_busy, $x.client.busiest_thread, ([$x.errors[]] | add)] | @tsv' "$json"
 }
 
-# 1 GiB: loadgen counts a response when it is complete, and at a few GB/s over 8 connections
-# one 1 GiB response takes seconds, so a window of seconds would hold a handful of responses
-# and its GB/s would be off by a whole one. Here: $CONNECTIONS curl processes fetch the file
-# $GIB_REPEATS times each over one keep-alive connection, every byte counted; server CPU is
-# utime + stime from /proc/PID/stat before and after (clock ticks).
-GIB_REPEATS=${GIB_REPEATS:-2}
-ticks() { awk '{sub(/.*\) /, ""); print $12, $13}' "/proc/$1/stat"; } # utime stime
-run_curls() { # server url size round
-    local pid=${SERVER_PID[$1]} args=() curls=() i t0 t1 before after
-    for _ in $(seq "$GIB_REPEATS"); do args+=(-o /dev/null "$2"); done
-    before=$(ticks "$pid")
-    t0=$(date +%s.%N)
-    for i in $(seq "$CONNECTIONS"); do
-        "${PRIO[@]}" taskset -c "$CLIENT_CORE" curl -s -w '%{http_code} %{size_download}\n' "${args[@]}" >"$TMP/curl.$i" &
-        curls+=($!)
-    done
-    for i in "${curls[@]}"; do wait "$i" || true; done
-    t1=$(date +%s.%N)
-    after=$(ticks "$pid")
-    cat "$TMP"/curl.* | awk -v s="$1" -v z="$3" -v r="$4" -v t0="$t0" -v t1="$t1" \
-        -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" -v want=$((CONNECTIONS * GIB_REPEATS)) '
-        $1 == 200 && $2 == 1073741824 { ok++; bytes += $2 }
-        END {
-            split(before, b, " "); split(after, a, " ")
-            wall = t1 - t0; gib = bytes / 1073741824
-            user = (a[1] - b[1]) / hz; sys = (a[2] - b[2]) / hz
-            printf "%s\t%s\t%s\t%f\t%f\t%f\t%f\t%f\t%f\t%s\t%d\n", s, z, r, ok / wall, bytes / 1e9 / wall,
-                (gib > 0 ? (user + sys) * 1e3 / gib : 0), (gib > 0 ? user * 1e3 / gib : 0),
-                (gib > 0 ? sys * 1e3 / gib : 0), (user + sys) / wall, "nan", want - ok
-        }'
-    rm -f "$TMP"/curl.*
-}
-
 SERVERS=(sendfile copy nginx)
 for round in $(seq 1 "$ROUNDS"); do
     for size in 1GiB 1MiB; do
         # Rotate the order so no server always runs first (or right after the heaviest one).
         for k in 0 1 2; do
             server=${SERVERS[$(((k + round - 1) % 3))]}
-            if [ "$size" = 1GiB ]; then
-                run_curls "$server" "${URL_BASE[$server]}/big.bin" "$size" "$round" >>"$RESULTS"
-            else
-                run_loadgen "$server" "${URL_BASE[$server]}/m$(((round - 1) % 16)).bin" "$size" "$round" >>"$RESULTS"
-            fi
+            if [ "$size" = 1GiB ]; then file=big.bin; else file=m$(((round - 1) % 16)).bin; fi
+            run_loadgen "$server" "${URL_BASE[$server]}/$file" "$size" "$round" >>"$RESULTS"
             tail -1 "$RESULTS" | awk -F'\t' '{printf "  round %s %-5s %-8s %8.1f req/s %6.2f GB/s %7.1f ms CPU/GiB  errors %s\n", $3, $2, $1, $4, $5, $6, $11}' >&2
         done
     done
@@ -209,7 +173,7 @@ done
 
 # --- the table: medians over rounds, ratios against nginx -------------------------------
 echo
-echo "fileserve vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (sendfile on): $CONNECTIONS keep-alive connections, servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}, median of $ROUNDS rounds ($DURATION loadgen runs; curl: $GIB_REPEATS x 1 GiB per connection)"
+echo "fileserve vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') (sendfile on): $CONNECTIONS keep-alive connections, servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}, median of $ROUNDS rounds of $DURATION loadgen runs"
 awk -F'\t' '
     function median(list,   n, a, i, j, t) {
         n = split(list, a, " ")
@@ -243,4 +207,4 @@ awk -F'\t' '
         }
     }' "$RESULTS"
 echo "x nginx: GB/s against nginx (target >= 0.95 for sendfile); CPU x nginx: server CPU per GiB against nginx (target <= 1.00 for sendfile)."
-echo "busy: share of one core the server / loadgen's busiest thread used (1 MiB runs; '-' for the curl runs); a client near 100% means the client, not the server, set the pace."
+echo "busy: share of one core the server / loadgen's busiest thread used; a client near 100% means the client, not the server, set the pace."

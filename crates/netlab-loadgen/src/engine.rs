@@ -10,7 +10,8 @@
 //! 2. load: warmup, then the measured window. Closed loop keeps `pipeline` messages in flight
 //!    per connection; open loop sends on a schedule (`rate` messages/s in total) whatever the
 //!    replies do, and latency is taken from the intended send time;
-//! 3. drain: no new messages; what is in flight gets `timeout` to come back.
+//! 3. drain: no new messages; what is in flight may finish as long as it makes progress (a
+//!    connection silent for `timeout` fails, as during the run), for at most [`DRAIN_LIMIT`].
 //!
 //! Only messages that complete inside the measured window count for throughput and latency;
 //! every error counts, whenever it happens.
@@ -29,6 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::{Pattern, HEADER};
 use crate::target::Target;
+
+/// The longest the drain after a run may take: responses still arriving keep it going, up to
+/// this.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Handshakes one thread keeps in flight at most while connecting. More would only overflow
 /// the server's SYN and accept queues and turn into 1 s SYN retransmits.
@@ -1082,10 +1087,15 @@ impl Worker {
                 let take = (data.len() as u64).min(left);
                 data = &data[take as usize..];
                 conn.body_left = Some(left - take);
+                // Body bytes count as they arrive inside the window, not when the reply ends:
+                // a 1 GiB reply takes seconds and would otherwise land all at once, or after
+                // the window, and CPU per GiB would divide by the wrong bytes.
+                if now >= self.measure_start && now < self.end {
+                    self.result.bytes += take;
+                }
                 if left == take {
-                    conn.body_left = None;
-                    let body = conn.body_len;
-                    self.complete(i, body, now);
+                    self.conns[i].body_left = None;
+                    self.complete(i, 0, now);
                 }
                 continue;
             }
@@ -1253,7 +1263,9 @@ impl Worker {
             if self.sending && now >= self.end {
                 self.sending = false;
                 self.result.cpu = thread_cpu() - cpu_at_start.unwrap_or_else(thread_cpu);
-                drain_deadline = Some(now + w.timeout);
+                // A large response (a 1 GiB file) may take seconds to finish: wait while it
+                // makes progress (check_timeouts fails a silent connection), up to a limit.
+                drain_deadline = Some(now + DRAIN_LIMIT.max(w.timeout));
             }
             if let Some(deadline) = drain_deadline {
                 if self.inflight_total == 0 || now >= deadline {
@@ -1313,10 +1325,10 @@ impl Worker {
                 let error = ConnError(
                     ErrorKind::Timeout,
                     format!(
-                        "connection {}: {} message(s) not echoed within {:?} after the run",
+                        "connection {}: {} message(s) still outstanding {:?} after the run",
                         conn.id,
                         conn.inflight.len(),
-                        w.timeout
+                        DRAIN_LIMIT.max(w.timeout)
                     ),
                 );
                 self.fail(i, error);
