@@ -109,14 +109,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .filter(|&(_, r, w)| r || w)
             .collect();
 
-        if signalled {
-            server.signals.drain();
-            if server.signals.take_report() {
-                server.report();
-            }
-            if server.signals.stop_requested() {
-                break 'serve;
-            }
+        if signalled && server.on_signal() {
+            break 'serve; // SIGINT or SIGTERM
         }
         if acceptable {
             accept_all(&server, &mut conns, &mut pause, &mut refused_logged);

@@ -85,12 +85,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
         for (fd, revents) in ready {
             if fd == signals_fd {
-                server.signals.drain();
-                if server.signals.take_report() {
-                    server.report();
-                }
-                if server.signals.stop_requested() {
-                    break 'serve;
+                if server.on_signal() {
+                    break 'serve; // SIGINT or SIGTERM
                 }
             } else if fd == listener_fd {
                 accept_all(&server, &mut conns, &mut pause);

@@ -100,12 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match event.data() {
                 LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause),
                 SIGNALS => {
-                    server.signals.drain();
-                    if server.signals.take_report() {
-                        server.report();
-                    }
-                    if server.signals.stop_requested() {
-                        break 'serve;
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
                     }
                 }
                 fd => on_event(

@@ -40,14 +40,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, parse_size, AcceptPause, Listener, Signals, Stream,
+    exit_on_error, is_fd_exhausted, parse_args, parse_duration, parse_size, AcceptPause, Listener,
+    Signals, Stream,
 };
 use netlab_http::request::MAX_HEAD;
 use netlab_http::response::{error_response, http_date, not_modified_since};
 use netlab_http::transfer::{send_bytes, Moved, SENDFILE_MAX};
 use netlab_http::{
-    content_type, evaluate_range, parse_duration, parse_head, parse_target, Opened, Parsed,
-    RangeDecision, Request, ResponseHead, Root,
+    content_type, evaluate_range, parse_head, parse_target, Opened, Parsed, RangeDecision, Request,
+    ResponseHead, Root,
 };
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};

@@ -94,12 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     accept_waiting = accept_all(&server, poll.registry(), &mut conns, &mut pause)
                 }
                 SIGNALS => {
-                    server.signals.drain();
-                    if server.signals.take_report() {
-                        server.report();
-                    }
-                    if server.signals.stop_requested() {
-                        break 'serve;
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
                     }
                 }
                 Token(fd) => on_event(

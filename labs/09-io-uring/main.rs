@@ -100,12 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Completion::TimedOut => ring.accept(&server.listener)?,
                 Completion::Readable { .. } => {
-                    server.signals.drain();
-                    if server.signals.take_report() {
-                        server.report();
-                    }
                     // Stop after this batch: the rest of it may hold finished sends to count.
-                    stopping = server.signals.stop_requested();
+                    stopping = server.on_signal();
                     if !stopping {
                         ring.poll_readable(signals_fd)?; // one-shot: ask again
                     }

@@ -4,7 +4,7 @@
 //!
 //! | module       | what it holds                                                        |
 //! |--------------|----------------------------------------------------------------------|
-//! | [`cli`]      | the shared server flags, size parsing (`64k`, `1MiB`), one-line errors |
+//! | [`cli`]      | the shared server flags, sizes (`1MiB`) and durations (`10s`), one-line errors |
 //! | [`listener`] | the listening socket (TCP or Unix, built with socket2) and [`Stream`]  |
 //! | [`echo`]     | the per-connection echo buffer: [`EchoConn`], [`Step`], [`Want`]       |
 //! | [`signals`]  | SIGINT/SIGTERM/SIGUSR1 as flags plus a self-pipe a wait loop can watch |
@@ -24,7 +24,7 @@ pub mod server;
 pub mod signals;
 pub mod uring;
 
-pub use cli::{parse_args, parse_size, ServerArgs};
+pub use cli::{parse_args, parse_duration, parse_size, ServerArgs};
 pub use echo::{EchoConn, Step, Want};
 pub use listener::{is_fd_exhausted, AcceptPause, Listener, Stream};
 pub use server::{exit_on_error, Model, Server, Stats};

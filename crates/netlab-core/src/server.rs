@@ -115,6 +115,16 @@ impl Server {
         let _ = std::io::stdout().flush();
     }
 
+    /// The signal self-pipe was readable: empties it, prints the counters if SIGUSR1 came, and
+    /// returns true if SIGINT or SIGTERM asked the server to stop.
+    pub fn on_signal(&self) -> bool {
+        self.signals.drain();
+        if self.signals.take_report() {
+            self.report();
+        }
+        self.signals.stop_requested()
+    }
+
     /// Prints the counters so far on stderr (on SIGUSR1).
     pub fn report(&self) {
         eprintln!("echo-{}: {}", self.model.name, self.stats.line());

@@ -10,13 +10,11 @@
 //! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
 //! | [`listing`]  | the plain HTML listing of a directory                                   |
 //! | [`transfer`] | [`transfer::send_bytes`] (`MSG_NOSIGNAL`), [`transfer::SENDFILE_MAX`] |
-//! | [`duration`] | `500ms`, `10s`, `2m` on the command line (netlab-core has sizes, not times) |
 //!
 //! There is no `unsafe` in this crate: nix wraps `openat2(2)` and `send(2)` safely. The file
 //! to socket step itself (`sendfile(2)` or `pread(2)` + `write(2)`) is the lesson, so it lives
 //! in the lab file, labs/06-fileserve/main.rs.
 
-pub mod duration;
 pub mod listing;
 pub mod range;
 pub mod request;
@@ -25,7 +23,6 @@ pub mod response;
 pub mod target;
 pub mod transfer;
 
-pub use duration::parse_duration;
 pub use range::{evaluate_range, RangeDecision};
 pub use request::{parse_head, Parsed, Request, Version};
 pub use resolve::{Opened, Refusal, Root};

@@ -1,8 +1,6 @@
 //! Numbers on the command line, the way wrk and tcpkali write them: counts with `k`/`M`
 //! suffixes (powers of 1000), durations like `500ms`, `10s`, `2m`.
 
-use std::time::Duration;
-
 /// Parses a count: `50`, `10k` (10,000), `1.5k`, `2M`. Suffixes are powers of 1000.
 pub fn parse_count(text: &str) -> Result<u64, String> {
     let value = parse_number(text)?;
@@ -30,30 +28,8 @@ pub fn parse_number(text: &str) -> Result<f64, String> {
     Ok(value * scale)
 }
 
-/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds (`1.5`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration (try 500ms, 10s or 2m)"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
+/// Durations are parsed as everywhere in netlab (`500ms`, `10s`, `2m`).
+pub use netlab_core::parse_duration;
 
 /// Parses a comma-separated list of counts: `0,100,1k,10k`.
 pub fn parse_count_list(text: &str) -> Result<Vec<u64>, String> {
@@ -95,6 +71,7 @@ pub fn human(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn counts_durations_and_lists() {
