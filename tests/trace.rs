@@ -39,6 +39,18 @@ fn assert_shows(trace: &str, needles: &[&str]) {
     }
 }
 
+/// Edge-triggered: after the echo, the drain reads the client socket once more and hears EAGAIN
+/// (fd 4 is the signal self-pipe, which is drained the same way and does not count).
+fn assert_drains_to_eagain(trace: &str) {
+    let drained = trace.lines().any(|l| {
+        l.starts_with("recvfrom(") && !l.starts_with("recvfrom(4,") && l.contains("= -1 EAGAIN")
+    });
+    assert!(
+        drained,
+        "no draining recvfrom = -1 EAGAIN on the client socket:\n{trace}"
+    );
+}
+
 #[test]
 fn blocking_threads_clone_a_thread_per_client_and_block_in_recvfrom() {
     let t = trace("echo-blocking", env!("CARGO_BIN_EXE_echo-blocking"), &[]);
@@ -126,14 +138,7 @@ fn epoll_et_drains_until_eagain_and_never_modifies() {
             "accept4(3, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = -1 EAGAIN",
         ],
     );
-    // After the echo, the drain reads once more and hears EAGAIN.
-    let drained = t.lines().any(|l| {
-        l.starts_with("recvfrom(") && !l.starts_with("recvfrom(4,") && l.contains("= -1 EAGAIN")
-    });
-    assert!(
-        drained,
-        "no draining recvfrom = -1 EAGAIN on the client socket:\n{t}"
-    );
+    assert_drains_to_eagain(&t);
     assert!(
         !t.contains("EPOLL_CTL_MOD"),
         "edge-triggered server modified an interest:\n{t}"
@@ -144,13 +149,7 @@ fn epoll_et_drains_until_eagain_and_never_modifies() {
 fn mio_is_edge_triggered_epoll_underneath() {
     let t = trace("echo-mio", env!("CARGO_BIN_EXE_echo-mio"), &[]);
     assert_shows(&t, &["EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET", "epoll_wait("]);
-    let drained = t.lines().any(|l| {
-        l.starts_with("recvfrom(") && !l.starts_with("recvfrom(4,") && l.contains("= -1 EAGAIN")
-    });
-    assert!(
-        drained,
-        "no draining recvfrom = -1 EAGAIN on the client socket:\n{t}"
-    );
+    assert_drains_to_eagain(&t);
     assert!(
         !t.contains("EPOLL_CTL_MOD"),
         "mio server modified an interest:\n{t}"
