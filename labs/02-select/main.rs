@@ -160,9 +160,7 @@ fn accept_all(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
-                if pause.pause() {
-                    eprintln!("echo-select: accept4: {e}; retrying when a connection closes, or in 100 ms");
-                }
+                pause.pause("echo-select", &e);
                 return;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.

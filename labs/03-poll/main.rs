@@ -120,11 +120,7 @@ fn accept_all(server: &Server, conns: &mut HashMap<RawFd, EchoConn>, pause: &mut
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
-                if pause.pause() {
-                    eprintln!(
-                        "echo-poll: accept4: {e}; retrying when a connection closes, or in 100 ms"
-                    );
-                }
+                pause.pause("echo-poll", &e);
                 return;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.

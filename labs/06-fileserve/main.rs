@@ -291,9 +291,7 @@ fn accept_all(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if is_fd_exhausted(&e) => {
-                if pause.pause() {
-                    eprintln!("fileserve: accept4: {e}; not accepting until a connection closes");
-                }
+                pause.pause("fileserve", &e);
                 return Ok(());
             }
             Err(e) => eprintln!("fileserve: accept4: {e}"),

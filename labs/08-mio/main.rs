@@ -138,11 +138,7 @@ fn accept_all(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) if is_fd_exhausted(&e) => {
-                if pause.pause() {
-                    eprintln!(
-                        "echo-mio: accept4: {e}; retrying when a connection closes, or in 100 ms"
-                    );
-                }
+                pause.pause("echo-mio", &e);
                 return true;
             }
             // ECONNABORTED and friends: that one connection is gone, the next may be fine.

@@ -263,11 +263,17 @@ impl AcceptPause {
     /// How long the listener is ignored at most after EMFILE.
     pub const BACKOFF: Duration = Duration::from_millis(100);
 
-    /// accept() said EMFILE: ignore the listener for a while. Returns true when this starts an
-    /// episode (log it once, not ten times a second while the limit holds).
-    pub fn pause(&mut self) -> bool {
+    /// accept() said EMFILE: ignore the listener for a while. The first time in an episode it
+    /// says so on stderr as `PROGRAM: accept4: ERROR; ...` (once, not ten times a second while
+    /// the limit holds).
+    pub fn pause(&mut self, program: &str, error: &io::Error) {
         self.until = Some(Instant::now() + Self::BACKOFF);
-        !std::mem::replace(&mut self.in_episode, true)
+        if !std::mem::replace(&mut self.in_episode, true) {
+            eprintln!(
+                "{program}: accept4: {error}; retrying when a connection closes, or in {:?}",
+                Self::BACKOFF
+            );
+        }
     }
 
     /// A connection closed, so an fd is free: accept again.
