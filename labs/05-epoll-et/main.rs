@@ -15,7 +15,9 @@
 //! See it go wrong: `--broken-read-once` reads once per wake-up, as the level-triggered server
 //! does. Send a message larger than one read (64 KiB) and then wait for the echo, e.g.
 //! `head -c 1000000 /dev/zero | nc -w 3 127.0.0.1 7000 | wc -c`: the tail of the message sits in
-//! the socket, unseen, until the client sends something else.
+//! the socket, unseen, until the client sends something else. (Over TCP. Over a Unix socket
+//! the sender can only queue a little ahead, each write is its own edge, and it keeps up: see
+//! the README.)
 //!
 //! Compare with the previous lab: `diff labs/04-epoll-lt/main.rs labs/05-epoll-et/main.rs`.
 
