@@ -503,6 +503,10 @@ fn directories(mode: &str) {
     let moved = server.get("/sub", "");
     assert_eq!(moved.status, 301);
     assert_eq!(moved.header("location"), Some("/sub/"));
+    // Never an open redirect: `//sub` must not become `Location: //sub/` (another host).
+    let moved = server.get("//sub", "");
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.header("location"), Some("/sub/"));
     let index = server.get("/withindex/", "");
     assert_eq!(
         (index.status, index.body.as_slice()),

@@ -581,7 +581,7 @@ fn respond(ctx: &Ctx, request: &Request) -> Response {
         Ok(Opened::Dir) if !target.trailing_slash => {
             // `/sub` names a directory: send the client to `/sub/`, or relative links in the
             // listing or index.html would resolve against the parent.
-            let location = format!("{}/", target.raw_path);
+            let location = target.directory_location();
             short_response(301, &[("Location", location)], !head_only, keep_alive)
         }
         Ok(Opened::Dir) => {

@@ -16,8 +16,6 @@ use std::path::PathBuf;
 /// A request target that passed the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The path part as sent (still encoded), for a redirect's `Location`.
-    pub raw_path: String,
     /// Decoded segments, none empty, `.` or `..`.
     pub segments: Vec<Vec<u8>>,
     /// Did the path end in `/` (ask for a directory)?
@@ -31,6 +29,18 @@ impl Target {
             return PathBuf::from(".");
         }
         PathBuf::from(OsString::from_vec(self.segments.join(&b'/')))
+    }
+
+    /// Where to send a client that named a directory without the trailing slash: `/a/b/`,
+    /// rebuilt from the checked segments, each percent-encoded. Never the path as sent: `//host`
+    /// in a `Location` header is a link to another host.
+    pub fn directory_location(&self) -> String {
+        let mut location = String::from("/");
+        for segment in &self.segments {
+            location.push_str(&percent_encode(segment));
+            location.push('/');
+        }
+        location
     }
 
     /// The decoded path for display (`/a/b/`), lossy where the bytes are not UTF-8.
@@ -73,7 +83,6 @@ pub fn parse_target(raw: &str) -> Result<Target, TargetError> {
         segments.push(segment);
     }
     Ok(Target {
-        raw_path: path.to_string(),
         trailing_slash: path.ends_with('/'),
         segments,
     })
@@ -117,6 +126,19 @@ pub fn percent_encode(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_location_is_always_on_this_host() {
+        assert_eq!(
+            parse_target("//evil.com").unwrap().directory_location(),
+            "/evil.com/"
+        );
+        assert_eq!(
+            parse_target("/a//b c").unwrap().directory_location(),
+            "/a/b%20c/"
+        );
+        assert_eq!(parse_target("///").unwrap().directory_location(), "/");
+    }
 
     #[test]
     fn ordinary_paths() {
