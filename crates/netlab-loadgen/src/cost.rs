@@ -64,7 +64,8 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
 pub fn sample(pid: i32) -> Option<Sample> {
     procfs::stat(pid).ok()?;
     let mut total = Sample {
-        cpu_ns: Some(HashMap::new()),
+        // None when this kernel has no schedstat at all; then only clock ticks are counted.
+        cpu_ns: schedstat_ns(std::process::id() as i32).map(|_| HashMap::new()),
         ..Sample::default()
     };
     for p in process_tree(pid) {
@@ -96,13 +97,11 @@ pub fn sample(pid: i32) -> Option<Sample> {
                     total.voluntary_cs += status.voluntary_ctxt_switches;
                     total.involuntary_cs += status.nonvoluntary_ctxt_switches;
                 }
-                total.cpu_ns = match (total.cpu_ns.take(), schedstat_ns(tid)) {
-                    (Some(mut threads), Some(ns)) => {
-                        threads.insert(tid, ns);
-                        Some(threads)
-                    }
-                    _ => None,
-                };
+                // A thread that exits between read_dir and here is simply not counted (its
+                // process's ticks still are: see ServerCost::between).
+                if let (Some(threads), Some(ns)) = (total.cpu_ns.as_mut(), schedstat_ns(tid)) {
+                    threads.insert(tid, ns);
+                }
             }
         }
     }
@@ -157,6 +156,8 @@ pub struct ServerCost {
     pub processes: usize,
     pub threads: u64,
     pub open_fds: usize,
+    /// User and system CPU: NaN (null in JSON) when no clock tick fell in the window to split
+    /// the total by.
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
     /// Server CPU over the window as a share of one core.
@@ -164,7 +165,7 @@ pub struct ServerCost {
     pub cpu_user_us_per_msg: f64,
     pub cpu_system_us_per_msg: f64,
     pub cpu_us_per_msg: f64,
-    /// The resolution of the per-message CPU figures: one clock tick (or 1 us with schedstat)
+    /// The resolution of the per-message CPU figures: one clock tick (or 1 ns with schedstat)
     /// divided by the messages.
     pub cpu_resolution_us_per_msg: f64,
     /// `schedstat` (total in ns; user/system split by the tick ratio) or `ticks` (10 ms).
@@ -203,23 +204,28 @@ impl ServerCost {
         // Each thread alive at the end counts its own growth (all of it if it was born in the
         // window). A thread that exited in the window took its schedstat with it, but its
         // process's ticks still include it: the tick total is the floor. The user/system split
-        // still comes from the ticks.
-        let (user_s, system_s, precise) = match (&start.cpu_ns, &end.cpu_ns) {
+        // still comes from the ticks; when no tick fell in the window it is unknown (NaN, null
+        // in JSON), not "all system".
+        let ticks = tick_user_s + tick_system_s;
+        let (total_s, precise) = match (&start.cpu_ns, &end.cpu_ns) {
             (Some(a), Some(b)) => {
                 let grown_ns: u64 = b
                     .iter()
                     .map(|(tid, ns)| ns.saturating_sub(a.get(tid).copied().unwrap_or(0)))
                     .sum();
-                let ticks = tick_user_s + tick_system_s;
-                let total = (grown_ns as f64 / 1e9).max(ticks);
-                let user_share = if ticks > 0.0 {
-                    tick_user_s / ticks
-                } else {
-                    0.0
-                };
-                (total * user_share, total * (1.0 - user_share), true)
+                ((grown_ns as f64 / 1e9).max(ticks), true)
             }
-            _ => (tick_user_s, tick_system_s, false),
+            _ => (ticks, false),
+        };
+        let (user_s, system_s) = if ticks > 0.0 {
+            (
+                total_s * tick_user_s / ticks,
+                total_s * tick_system_s / ticks,
+            )
+        } else if total_s == 0.0 {
+            (0.0, 0.0)
+        } else {
+            (f64::NAN, f64::NAN)
         };
         let per = |x: f64| {
             if messages > 0 {
@@ -237,21 +243,17 @@ impl ServerCost {
             open_fds: end.open_fds,
             cpu_user_s: user_s,
             cpu_system_s: system_s,
-            cpu_busy: (user_s + system_s) / window_s.max(1e-9),
+            cpu_busy: total_s / window_s.max(1e-9),
             cpu_user_us_per_msg: per(user_s * 1e6),
             cpu_system_us_per_msg: per(system_s * 1e6),
-            cpu_us_per_msg: per((user_s + system_s) * 1e6),
+            cpu_us_per_msg: per(total_s * 1e6),
             cpu_resolution_us_per_msg: if precise { per(1e-3) } else { per(1e6 / hz) },
             cpu_source: if precise {
                 "schedstat".into()
             } else {
                 "ticks".into()
             },
-            cpu_ms_per_gib: if gib > 0.0 {
-                (user_s + system_s) * 1e3 / gib
-            } else {
-                0.0
-            },
+            cpu_ms_per_gib: if gib > 0.0 { total_s * 1e3 / gib } else { 0.0 },
             voluntary_cs_per_msg: per(end.voluntary_cs.saturating_sub(start.voluntary_cs) as f64),
             involuntary_cs_per_msg: per(
                 end.involuntary_cs.saturating_sub(start.involuntary_cs) as f64

@@ -491,10 +491,14 @@ pub fn table(reports: &[RunReport]) -> String {
         }
         let (srv, busy, cs, peak, per_conn, thr, fds) = match &r.server {
             Some(s) => (
-                format!(
-                    "{:.2} ({:.2}+{:.2})",
-                    s.cpu_us_per_msg, s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
-                ),
+                if s.cpu_user_us_per_msg.is_nan() {
+                    format!("{:.2} (split n/a)", s.cpu_us_per_msg)
+                } else {
+                    format!(
+                        "{:.2} ({:.2}+{:.2})",
+                        s.cpu_us_per_msg, s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
+                    )
+                },
                 format!("{:.0}%", s.cpu_busy * 100.0),
                 format!(
                     "{:.2}/{:.2}",

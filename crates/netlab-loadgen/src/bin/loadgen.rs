@@ -282,13 +282,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ];
             let lists: Vec<&(Dimension, Option<Vec<u64>>)> =
                 given.iter().filter(|(_, v)| v.is_some()).collect();
+            // The swept dimension is the one given several values; single values only set the
+            // workload's shape. With no list, idle connections are swept (their given value, or
+            // the default list).
             let (dimension, values) = match lists
                 .iter()
                 .find(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1))
-                .or(lists.first())
             {
                 Some((d, Some(v))) => (*d, v.clone()),
-                _ => (Dimension::Idle, vec![0, 100, 1000, 10_000]),
+                _ => (
+                    Dimension::Idle,
+                    args.idle
+                        .clone()
+                        .map_or(vec![0, 100, 1000, 10_000], |l| l.0),
+                ),
             };
             if lists
                 .iter()
@@ -493,11 +500,17 @@ fn http_table(r: &RunReport) -> String {
     );
     match &r.server {
         Some(s) => {
+            let split = if s.cpu_user_us_per_msg.is_nan() {
+                "user/sys split unknown: no clock tick in the window".to_string()
+            } else {
+                format!(
+                    "{:.2} user + {:.2} sys",
+                    s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
+                )
+            };
             out += &format!(
-                "server      {:.2} us CPU/request ({:.2} user + {:.2} sys; {}), {:.1} ms CPU/GiB, busy {:.0}%\n",
+                "server      {:.2} us CPU/request ({split}; {}), {:.1} ms CPU/GiB, busy {:.0}%\n",
                 s.cpu_us_per_msg,
-                s.cpu_user_us_per_msg,
-                s.cpu_system_us_per_msg,
                 if s.cpu_source == "schedstat" {
                     "total from schedstat, split by ticks".to_string()
                 } else {
