@@ -427,22 +427,36 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     Ok(merged)
 }
 
+/// A workload that cannot be run as asked: a usage error (the `loadgen` binary exits 2), as
+/// opposed to a run that went wrong.
+#[derive(Debug)]
+pub struct BadArgument(pub String);
+
+impl std::fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadArgument {}
+
 /// Refuses a run the client cannot carry, with the limit named, before anything connects.
 fn check_workload(workload: &Workload) -> anyhow::Result<()> {
+    let bad = |text: String| Err(BadArgument(text).into());
     if workload.connections == 0 {
-        bail!("need at least one active connection (-c)");
+        return bad("need at least one active connection (-c)".into());
     }
     if workload.protocol == Protocol::Echo && workload.size < HEADER {
-        bail!("--size must be at least {HEADER} bytes (the message header: length, connection id, sequence number)");
+        return bad(format!("--size must be at least {HEADER} bytes (the message header: length, connection id, sequence number)"));
     }
     if workload.pipeline == 0 {
-        bail!("--pipeline must be at least 1");
+        return bad("--pipeline must be at least 1".into());
     }
     if workload.duration.is_zero() {
-        bail!("--duration must be more than 0");
+        return bad("--duration must be more than 0".into());
     }
     if matches!(workload.rate, Some(r) if r <= 0.0) {
-        bail!("--rate must be more than 0");
+        return bad("--rate must be more than 0".into());
     }
     let total = workload.connections + workload.idle;
     let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

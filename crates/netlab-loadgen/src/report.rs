@@ -336,10 +336,7 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
     } else if options.server_pid.is_none() {
         SyscallReport::absent("server pid unknown (--server-pid)")
     } else if let Some(why) = sampler.perf_problem.take() {
-        if let Some(perf) = sampler.perf.take() {
-            perf.finish(messages);
-        }
-        SyscallReport::absent(why)
+        SyscallReport::absent(why) // dropping the sampler stops perf
     } else {
         match sampler.perf.take() {
             Some(perf) => perf.finish(messages),

@@ -74,8 +74,11 @@ impl SyscallReport {
 }
 
 /// A running `perf stat`, counters off until [`PerfCounter::enable`].
+/// A `perf stat` attached to the server. Dropping it stops perf and removes its temp files.
 pub struct PerfCounter {
     child: Child,
+    /// False once `child` has been reaped: its pid must never be signalled again.
+    running: bool,
     ctl: File,
     ack: File,
     dir: PathBuf,
@@ -106,6 +109,17 @@ impl PerfCounter {
             )
             .map_err(|e| format!("mkfifo: {e}"))?;
         }
+        // O_RDWR on a FIFO never blocks in open(2) (Linux), so opening both before perf
+        // exists cannot hang; and nothing is left running if it fails.
+        let open = |path: &PathBuf| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| format!("open {}: {e}", path.display()))
+        };
+        let ctl = open(&ctl_path)?;
+        let ack = open(&ack_path)?;
         let output = dir.join("counts.csv");
         let mut command = Command::new(perf);
         command
@@ -132,19 +146,9 @@ impl PerfCounter {
         let child = command
             .spawn()
             .map_err(|e| format!("cannot run perf: {e}"))?;
-        // O_RDWR on a FIFO never blocks in open(2) (Linux), so a perf that died early cannot
-        // hang us here.
-        let open = |path: &PathBuf| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| format!("open {}: {e}", path.display()))
-        };
-        let ctl = open(&ctl_path)?;
-        let ack = open(&ack_path)?;
         let mut counter = PerfCounter {
             child,
+            running: true,
             ctl,
             ack,
             dir,
@@ -153,6 +157,7 @@ impl PerfCounter {
         // perf needs a moment to attach; a failure (no tracepoints, no permission) shows here.
         std::thread::sleep(Duration::from_millis(150));
         if let Ok(Some(_)) = counter.child.try_wait() {
+            counter.running = false;
             return Err(counter.failure());
         }
         Ok(counter)
@@ -199,14 +204,28 @@ impl PerfCounter {
 
     /// Stops perf and turns its counts into per-message figures.
     pub fn finish(mut self, messages: u64) -> SyscallReport {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let _ = self.child.wait();
+        parse_counts(&self.stop(), messages)
+    }
+
+    /// SIGINT makes perf write its counts and exit; returns them and removes the temp dir.
+    fn stop(&mut self) -> String {
+        if std::mem::replace(&mut self.running, false) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let _ = self.child.wait();
+        }
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&self.dir);
-        parse_counts(&text, messages)
+        text
+    }
+}
+
+impl Drop for PerfCounter {
+    /// An early return (an error mid-run) must not leave perf attached to the server.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use netlab_loadgen::compare::{self, Dimension, Plan};
+use netlab_loadgen::engine::BadArgument;
 use netlab_loadgen::report::{self, Environment, Format, MeasureOptions, RunReport};
 use netlab_loadgen::servers;
 use netlab_loadgen::units::{
@@ -226,10 +227,16 @@ fn main() {
     match run(cli) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("loadgen: error: {e:#}");
-            std::process::exit(1);
-        }
+        Err(e) => match e.downcast_ref::<BadArgument>() {
+            Some(bad) => {
+                eprintln!("loadgen: error: {bad}; see loadgen --help");
+                std::process::exit(2);
+            }
+            None => {
+                eprintln!("loadgen: error: {e:#}");
+                std::process::exit(1);
+            }
+        },
     }
 }
 
@@ -237,8 +244,8 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         None => {
-            let target = Target::parse(cli.target.as_deref().unwrap_or_default())
-                .map_err(anyhow::Error::msg)?;
+            let target =
+                Target::parse(cli.target.as_deref().unwrap_or_default()).map_err(BadArgument)?;
             let workload = workload(
                 target,
                 &cli.shape,
@@ -256,6 +263,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     environment: env,
                 },
             )?;
+            if report.connected == 0 && cli.load.format == Format::Table {
+                // Nothing to tabulate: say what happened in one line.
+                let why = report.error_examples.first().map_or("", String::as_str);
+                anyhow::bail!(
+                    "no connection to {} came up ({why}); is the server running?",
+                    workload.target
+                );
+            }
             print_reports(std::slice::from_ref(&report), cli.load.format)?;
             Ok(!report.failed())
         }
@@ -334,7 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             finish(&outcome, args.load.format)
         }
         Some(Command::Http(args)) => {
-            let (target, host, path) = parse_url(&args.url).map_err(anyhow::Error::msg)?;
+            let (target, host, path) = parse_url(&args.url).map_err(BadArgument)?;
             let shape = Shape {
                 connections: args.connections,
                 idle: 0,
