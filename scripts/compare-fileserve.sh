@@ -8,7 +8,7 @@
 #   ROUNDS=1 DURATION=3s scripts/compare-fileserve.sh
 #
 # Files: one 1 GiB file, and 16 files of 1 MiB (loadgen takes one URL, so each run fetches
-# one of them: round r fetches m<r>.bin). All are read once first, so every server is served
+# one of them: round r fetches m<(r-1) mod 16>.bin). All are read once first, so every server is served
 # from the page cache. Servers are measured in a rotating order each round, and the table shows
 # the median of the rounds: on a shared 2-core machine single runs are noisy.
 #
@@ -147,15 +147,19 @@ RESULTS="$TMP/results.tsv" # server size round req/s GB/s cpu_ms/GiB user_ms/GiB
 # loadgen http, $CONNECTIONS keep-alive connections for $DURATION after $WARMUP; it counts body
 # bytes as they arrive inside its window (so a 1 GiB reply that spans the window's edges counts
 # what arrived) and reads the server's CPU (schedstat, split user/system by the tick ratio).
-run_loadgen() { # server url
+# Prints one row of $RESULTS; a run that produced no report is a row with an error and no figures.
+run_loadgen() { # server url size round
     local json="$TMP/run.json"
     "${PRIO[@]}" taskset -c "$CLIENT_CORE" "$BIN/loadgen" http "$2" -c "$CONNECTIONS" -d "$DURATION" \
         --warmup "$WARMUP" --server-pid "${SERVER_PID[$1]}" --format json >"$json" || true
+    # cpu_user_s / cpu_system_s are null when no clock tick fell in the window to split by.
     jq -r --arg s "$1" --arg z "$3" --arg r "$4" '.[0] as $x
         | ($x.mb_per_s * 1e6 * $x.window_s / 1073741824) as $gib
         | [$s, $z, $r, $x.msgs_per_s, $x.mb_per_s / 1000, $x.server.cpu_ms_per_gib,
-           ($x.server.cpu_user_s * 1e3 / $gib), ($x.server.cpu_system_s * 1e3 / $gib),
-           $x.server.cpu_busy, $x.client.busiest_thread, ([$x.errors[]] | add)] | @tsv' "$json"
+           ($x.server.cpu_user_s | if . == null then "nan" else . * 1e3 / $gib end),
+           ($x.server.cpu_system_s | if . == null then "nan" else . * 1e3 / $gib end),
+           $x.server.cpu_busy, $x.client.busiest_thread, ([$x.errors[]] | add)] | @tsv' "$json" 2>/dev/null ||
+        printf '%s\t%s\t%s\tnan\tnan\tnan\tnan\tnan\tnan\tnan\t1\n' "$1" "$3" "$4"
 }
 
 SERVERS=(sendfile copy nginx)

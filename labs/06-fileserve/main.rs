@@ -45,7 +45,7 @@ use netlab_core::{
 };
 use netlab_http::request::MAX_HEAD;
 use netlab_http::response::{error_response, http_date, not_modified_since};
-use netlab_http::transfer::{send_bytes, Moved, SENDFILE_MAX};
+use netlab_http::transfer::{send_bytes, Moved};
 use netlab_http::{
     content_type, evaluate_range, parse_head, parse_target, Opened, Parsed, RangeDecision, Request,
     ResponseHead, Root,
@@ -416,16 +416,16 @@ fn read_requests(conn: &mut Conn) -> io::Result<()> {
 // TURN_BYTES went out this turn (then the other connections get theirs).
 // ---------------------------------------------------------------------------------------------
 
-/// At most this many body bytes per connection per turn of the loop, then the next ready
-/// connection gets its turn (nginx's `sendfile_max_chunk` is 2m as well).
+/// A connection's body is sent in calls of at most this many bytes, and once this many (or a
+/// little more) went out in one turn of the loop, the next ready connection gets its turn
+/// (nginx's `sendfile_max_chunk` is 2m as well). Linux caps one `sendfile` at 0x7ffff000 bytes
+/// (`netlab_http::transfer::SENDFILE_MAX`); at 2 MiB a call never comes near it.
 const TURN_BYTES: usize = 2 << 20;
 
 /// `--mode sendfile`: one syscall, no buffer. The kernel takes the pages from the page cache
 /// and queues them on the socket; `offset` is ours and 64-bit, so files past 4 GiB work.
 fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> {
-    let count = (body.end - body.pos)
-        .min(SENDFILE_MAX)
-        .min(TURN_BYTES as u64) as usize;
+    let count = (body.end - body.pos).min(TURN_BYTES as u64) as usize;
     let mut offset = body.pos as libc::off64_t;
     match nix::sys::sendfile::sendfile64(socket, &body.file, Some(&mut offset), count) {
         // 0 before the end: the file was truncated under us. The socket is still writable, so

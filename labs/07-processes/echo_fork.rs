@@ -27,6 +27,8 @@
 //! exits. On SIGTERM the parent stops accepting and sends SIGTERM to every child; a child's own
 //! handler then `shutdown`s its connection, so its blocked `read` returns end of file and it
 //! reports and exits as if the client had left. The parent reaps them all, then prints the sum.
+//! (A child signalled in the instant between its birth and installing that handler dies of
+//! the default action and reports nothing: its bytes are missing from the sum.)
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -13,7 +13,7 @@
 //! | strategy             | what the parent does                           | zombies left |
 //! |----------------------|------------------------------------------------|--------------|
 //! | none                 | nothing                                        | all of them  |
-//! | wait per SIGCHLD     | one `wait()` for each SIGCHLD that arrives     | all but a few |
+//! | wait per SIGCHLD     | one `wait()` for each SIGCHLD that arrives     | all but one  |
 //! | waitpid loop         | on SIGCHLD, `waitpid(-1, WNOHANG)` until none  | 0            |
 //! | SIGCHLD ignored      | `signal(SIGCHLD, SIG_IGN)`: the kernel reaps   | 0            |
 //! | SA_NOCLDWAIT         | a handler with SA_NOCLDWAIT: the kernel reaps  | 0            |

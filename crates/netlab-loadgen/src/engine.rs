@@ -721,7 +721,6 @@ struct Conn {
     /// HTTP: the reply head read so far, and the body bytes still owed once it is parsed.
     head: Vec<u8>,
     body_left: Option<u64>,
-    body_len: u64,
 }
 
 struct Worker {
@@ -762,7 +761,6 @@ impl Worker {
                 last_progress: now,
                 head: Vec::new(),
                 body_left: None,
-                body_len: 0,
             })
             .collect();
         Ok(Worker {
@@ -1128,7 +1126,6 @@ impl Worker {
             // The head's end in `data`: the head began `old` bytes before `data` did.
             data = &data[pos + 4 - old..];
             conn.head.clear();
-            conn.body_len = length;
             if length == 0 {
                 self.complete(i, 0, now);
             } else {

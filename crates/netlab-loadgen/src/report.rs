@@ -124,7 +124,8 @@ pub struct ClientReport {
     pub cpu_us_per_msg: f64,
     /// CPU share of the busiest engine thread over the window (1.0 = a whole core).
     pub busiest_thread: f64,
-    /// `client`, `server`, `both` or `neither` (latency-bound: both waited).
+    /// `client`, `server`, `both`, `neither` (latency-bound: both waited) or `unknown` (no
+    /// server figures to judge by).
     pub bound: String,
     pub warning: Option<String>,
 }
@@ -135,7 +136,7 @@ pub struct RunReport {
     /// The server model (`epoll-lt`) or the target when unknown.
     pub model: String,
     pub target: String,
-    /// `ok`, `errors`, `unavailable` or `fd limit (FD_SETSIZE)`.
+    /// `ok`, `errors`, `unavailable`, `skipped` or `fd limit (FD_SETSIZE)`.
     pub status: String,
     pub note: Option<String>,
     pub environment: Environment,
