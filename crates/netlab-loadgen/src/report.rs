@@ -52,11 +52,7 @@ impl Environment {
                 (k.trim() == "model name").then(|| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
-        let cores = cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("processor"))
-            .count()
-            .max(1);
+        let cores = crate::servers::online_cores();
         Environment {
             kernel,
             cpu_model,
