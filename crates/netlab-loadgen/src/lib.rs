@@ -3,7 +3,9 @@
 //!
 //! | module       | what it holds                                                              |
 //! |--------------|----------------------------------------------------------------------------|
-//! | [`engine`]   | many connections from few threads on mio; closed and open loop; errors    |
+//! | [`workload`] | what a run is ([`Workload`], [`Protocol`]) and [`Workload::check`]          |
+//! | [`engine`]   | many connections from few threads on mio; closed and open loop (its parts: worker, connect and load phases, HTTP replies, socket, progress line) |
+//! | [`errors`]   | the error counters by kind; client limits told apart from server faults   |
 //! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
 //! | [`report`]   | one run's figures, [`report::measure`], table / JSON / CSV                |
 //! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
@@ -17,16 +19,19 @@ pub mod charts;
 pub mod compare;
 pub mod cost;
 pub mod engine;
+pub mod errors;
 pub mod frame;
 pub mod report;
 pub mod servers;
 pub mod syscalls;
 pub mod target;
 pub mod units;
+pub mod workload;
 
-pub use engine::{ErrorCounts, Protocol, Workload};
+pub use errors::ErrorCounts;
 pub use report::{measure, Environment, Format, MeasureOptions, RunReport};
 pub use target::Target;
+pub use workload::{BadArgument, Protocol, Workload};
 
 /// Raises this process's RLIMIT_NOFILE soft limit to its hard limit (children inherit it), so
 /// thousands of connections fit. Returns the new soft limit.

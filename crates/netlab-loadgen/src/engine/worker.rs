@@ -1,0 +1,455 @@
+//! One engine thread: its connections, one `mio::Poll` over them, and what happens to the bytes
+//! that arrive (checked against the echo pattern, or read as HTTP replies). The phases of a run
+//! are in [`connect`] (opening the connections) and [`load`] (warmup, window, drain); this file
+//! holds the state they share and the per-connection work: read, check, complete, send, close.
+
+mod connect;
+mod load;
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use mio::event::Event;
+use mio::{Events, Poll};
+
+use super::http_reply::{HttpReply, Step};
+use super::sock::Sock;
+use super::{new_histogram, Shared};
+use crate::errors::{connect_error, io_error, ConnError, ErrorCounts, ErrorKind};
+use crate::workload::Protocol;
+
+/// What one thread measured; the main thread merges them into an `EngineResult`.
+pub(super) struct WorkerResult {
+    pub(super) messages: u64,
+    pub(super) bytes: u64,
+    pub(super) latency: Histogram<u64>,
+    pub(super) latency_uncorrected: Histogram<u64>,
+    pub(super) connect: Histogram<u64>,
+    pub(super) connected: usize,
+    pub(super) errors: ErrorCounts,
+    pub(super) examples: Vec<String>,
+    pub(super) cpu: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Connecting(Instant),
+    Open,
+    Closed,
+}
+
+/// One message in flight: when it was meant to go and when it went.
+#[derive(Clone, Copy)]
+struct InFlight {
+    intended: Instant,
+    sent: Instant,
+}
+
+struct Conn {
+    id: u32,
+    active: bool,
+    state: State,
+    sock: Option<Sock>,
+    out: Vec<u8>,
+    out_pos: usize,
+    next_seq: u64,
+    recv_seq: u64,
+    recv_off: usize,
+    inflight: VecDeque<InFlight>,
+    last_progress: Instant,
+    /// HTTP: the reply being read.
+    http: HttpReply,
+}
+
+pub(super) struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    poll: Poll,
+    conns: Vec<Conn>,
+    buf: Vec<u8>,
+    result: WorkerResult,
+    inflight_total: usize,
+    connecting: usize,
+    /// Set once the load phase starts: the window and whether sending has stopped.
+    measure_start: Instant,
+    end: Instant,
+    sending: bool,
+}
+
+impl Worker {
+    pub(super) fn new(shared: Arc<Shared>, index: usize) -> anyhow::Result<Worker> {
+        let w = &shared.workload;
+        let ids = (index..w.connections + w.idle).step_by(shared.threads);
+        let now = Instant::now();
+        let conns = ids
+            .map(|id| Conn {
+                id: id as u32,
+                active: id < w.connections,
+                state: State::Waiting,
+                sock: None,
+                out: Vec::new(),
+                out_pos: 0,
+                next_seq: 0,
+                recv_seq: 0,
+                recv_off: 0,
+                inflight: VecDeque::new(),
+                last_progress: now,
+                http: HttpReply::default(),
+            })
+            .collect();
+        Ok(Worker {
+            poll: Poll::new().context("epoll_create failed")?,
+            conns,
+            buf: vec![0; 256 * 1024],
+            result: WorkerResult {
+                messages: 0,
+                bytes: 0,
+                latency: new_histogram(),
+                latency_uncorrected: new_histogram(),
+                connect: new_histogram(),
+                connected: 0,
+                errors: ErrorCounts::default(),
+                examples: Vec::new(),
+                cpu: Duration::ZERO,
+            },
+            inflight_total: 0,
+            connecting: 0,
+            measure_start: now,
+            end: now,
+            sending: true,
+            shared,
+            index,
+        })
+    }
+
+    pub(super) fn run(mut self) -> anyhow::Result<WorkerResult> {
+        let shared = Arc::clone(&self.shared);
+        let active: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| self.conns[i].active)
+            .collect();
+        let idle: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| !self.conns[i].active)
+            .collect();
+        let mut events = Events::with_capacity(1024);
+        self.connect_all(&active, &mut events);
+        shared.active_done.wait();
+        self.connect_all(&idle, &mut events);
+        shared.all_connected.wait();
+        shared.go.wait();
+        let (start, measure_start, end) =
+            shared.start.lock().unwrap().expect("start set before go");
+        self.measure_start = measure_start;
+        self.end = end;
+        self.load(start, &mut events);
+        shared.sampled.wait();
+        for i in 0..self.conns.len() {
+            self.close(i);
+        }
+        Ok(self.result)
+    }
+
+    fn poll_once(&mut self, events: &mut Events, wait: Duration) {
+        match self.poll.poll(events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                self.record_error(ConnError(
+                    ErrorKind::ClientLimit,
+                    format!("epoll_wait: {e}"),
+                ));
+                std::thread::sleep(wait);
+                return;
+            }
+        }
+        for event in events.iter() {
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        let i = event.token().0;
+        match self.conns[i].state {
+            State::Connecting(_) => {
+                let sock = self.conns[i]
+                    .sock
+                    .as_ref()
+                    .expect("connecting has a socket");
+                match sock.finish_connect() {
+                    Ok(true) => self.connected(i, Instant::now()),
+                    Ok(false) => return,
+                    Err(e) => {
+                        let error = connect_error(&self.shared.workload.target, e);
+                        self.fail(i, error);
+                        return;
+                    }
+                }
+                if !event.is_readable() {
+                    return;
+                }
+                self.on_readable(i);
+            }
+            State::Open => {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(i);
+                }
+                if event.is_writable() && self.conns[i].state == State::Open {
+                    self.flush(i);
+                }
+            }
+            State::Waiting | State::Closed => {}
+        }
+    }
+
+    /// Reads until the socket is empty and walks the bytes through the protocol.
+    fn on_readable(&mut self, i: usize) {
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let conn = &mut self.conns[i];
+            let Some(sock) = conn.sock.as_mut() else {
+                break;
+            };
+            match sock.read(&mut buf) {
+                Ok(0) => {
+                    let owed = !conn.inflight.is_empty() || conn.recv_off > 0;
+                    let error = if owed {
+                        ConnError(
+                            ErrorKind::ShortEcho,
+                            format!(
+                                "connection {}: server closed it with {} message(s) still owed",
+                                conn.id,
+                                conn.inflight.len()
+                            ),
+                        )
+                    } else {
+                        ConnError(
+                            ErrorKind::Closed,
+                            format!(
+                                "connection {} ({}): closed by the server",
+                                conn.id,
+                                if conn.active { "active" } else { "idle" }
+                            ),
+                        )
+                    };
+                    self.fail(i, error);
+                    break;
+                }
+                Ok(n) => {
+                    let now = Instant::now();
+                    if let Err(error) = self.consume(i, &buf[..n], now) {
+                        self.fail(i, error);
+                        break;
+                    }
+                    // A stream socket returns less than asked only when its receive queue is
+                    // empty: no need for one more recvfrom just to see EAGAIN (edge-triggered
+                    // epoll reports the next arrival as a new edge).
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let id = conn.id;
+                    self.fail(i, io_error(id, "recvfrom", e));
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+        if self.conns[i].state == State::Open {
+            self.flush(i);
+        }
+    }
+
+    /// Walks received bytes through the echo check or the HTTP reply parser.
+    fn consume(&mut self, i: usize, data: &[u8], now: Instant) -> Result<(), ConnError> {
+        let conn = &mut self.conns[i];
+        conn.last_progress = now;
+        if !conn.active {
+            return Err(ConnError(
+                ErrorKind::Mismatch,
+                format!(
+                    "idle connection {} received {} bytes nobody sent",
+                    conn.id,
+                    data.len()
+                ),
+            ));
+        }
+        match self.shared.workload.protocol {
+            Protocol::Echo => self.consume_echo(i, data, now),
+            Protocol::Http { .. } => self.consume_http(i, data, now),
+        }
+    }
+
+    fn consume_echo(&mut self, i: usize, mut data: &[u8], now: Instant) -> Result<(), ConnError> {
+        let size = self.shared.workload.size;
+        while !data.is_empty() {
+            let conn = &mut self.conns[i];
+            if conn.inflight.is_empty() {
+                return Err(ConnError(
+                    ErrorKind::Mismatch,
+                    format!(
+                        "connection {}: {} bytes arrived beyond every message sent",
+                        conn.id,
+                        data.len()
+                    ),
+                ));
+            }
+            let take = data.len().min(size - conn.recv_off);
+            if let Err(m) =
+                self.shared
+                    .pattern
+                    .check(conn.id, conn.recv_seq, conn.recv_off, &data[..take])
+            {
+                return Err(ConnError(ErrorKind::Mismatch, m.to_string()));
+            }
+            conn.recv_off += take;
+            data = &data[take..];
+            if conn.recv_off == size {
+                conn.recv_off = 0;
+                conn.recv_seq += 1;
+                self.complete(i, size as u64, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn consume_http(&mut self, i: usize, mut data: &[u8], now: Instant) -> Result<(), ConnError> {
+        while !data.is_empty() {
+            let conn = &mut self.conns[i];
+            if conn.inflight.is_empty() {
+                return Err(ConnError(
+                    ErrorKind::Http,
+                    format!(
+                        "connection {}: bytes arrived with no request outstanding",
+                        conn.id
+                    ),
+                ));
+            }
+            let id = conn.id;
+            let step = conn
+                .http
+                .advance(&mut data)
+                .map_err(|e| ConnError(ErrorKind::Http, format!("connection {id}: {e}")))?;
+            if let Step::Body { bytes, done } = step {
+                // Body bytes count as they arrive inside the window, not when the reply ends:
+                // a 1 GiB reply takes seconds and would otherwise land all at once, or after
+                // the window, and CPU per GiB would divide by the wrong bytes.
+                if now >= self.measure_start && now < self.end {
+                    self.result.bytes += bytes;
+                }
+                if done {
+                    self.complete(i, 0, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message (or reply) came back whole.
+    fn complete(&mut self, i: usize, bytes: u64, now: Instant) {
+        let conn = &mut self.conns[i];
+        let Some(sent) = conn.inflight.pop_front() else {
+            return;
+        };
+        self.inflight_total -= 1;
+        self.shared.completed[self.index].fetch_add(1, Ordering::Relaxed);
+        if now >= self.measure_start && now < self.end {
+            self.result.messages += 1;
+            self.result.bytes += bytes;
+            let corrected = (now - sent.intended).as_nanos().max(1) as u64;
+            self.result.latency.saturating_record(corrected);
+            if self.shared.workload.rate.is_some() {
+                let actual = (now - sent.sent).as_nanos().max(1) as u64;
+                self.result.latency_uncorrected.saturating_record(actual);
+            }
+        }
+        if self.sending && self.shared.workload.rate.is_none() {
+            self.queue_message(i, now, now);
+        }
+    }
+
+    /// Appends the connection's next message to its output buffer (the caller flushes).
+    fn queue_message(&mut self, i: usize, intended: Instant, now: Instant) {
+        let shared = &self.shared;
+        let conn = &mut self.conns[i];
+        if conn.state != State::Open {
+            return;
+        }
+        if conn.out_pos == conn.out.len() {
+            conn.out.clear();
+            conn.out_pos = 0;
+        }
+        match shared.workload.protocol {
+            Protocol::Echo => shared
+                .pattern
+                .write_message(conn.id, conn.next_seq, &mut conn.out),
+            Protocol::Http { .. } => conn.out.extend_from_slice(&shared.request),
+        }
+        conn.next_seq += 1;
+        if conn.inflight.is_empty() {
+            conn.last_progress = now;
+        }
+        conn.inflight.push_back(InFlight {
+            intended,
+            sent: now,
+        });
+        self.inflight_total += 1;
+    }
+
+    /// Writes what the connection has queued, until done or the socket buffer is full.
+    fn flush(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let Some(sock) = conn.sock.as_mut() else {
+            return;
+        };
+        while conn.out_pos < conn.out.len() {
+            match sock.write(&conn.out[conn.out_pos..]) {
+                Ok(n) => conn.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let id = conn.id;
+                    self.fail(i, io_error(id, "sendto", e));
+                    return;
+                }
+            }
+        }
+        conn.out.clear();
+        conn.out_pos = 0;
+    }
+
+    /// Closes connection `i` and counts its error.
+    fn fail(&mut self, i: usize, error: ConnError) {
+        self.record_error(error);
+        self.close(i);
+    }
+
+    fn close(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        if let State::Connecting(_) = conn.state {
+            self.connecting -= 1;
+        }
+        if let Some(mut sock) = conn.sock.take() {
+            let _ = self.poll.registry().deregister(sock.source());
+        }
+        conn.state = State::Closed;
+        self.inflight_total -= conn.inflight.len();
+        conn.inflight.clear();
+    }
+
+    fn record_error(&mut self, error: ConnError) {
+        self.result.errors.add(error.0);
+        if self.result.examples.len() < 8 {
+            self.result
+                .examples
+                .push(format!("{}: {}", error.0.name(), error.1));
+        }
+    }
+}
