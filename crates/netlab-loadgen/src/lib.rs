@@ -13,9 +13,11 @@
 //! | [`servers`]  | finding, building, starting (pinned) and stopping the echo servers         |
 //! | [`compare`]  | `compare` and `sweep`: every model in turn, tables, files, charts          |
 //! | [`charts`]   | SVG charts with plotters                                                   |
+//! | [`commands`] | what `loadgen` does past its flags: one target run, printing, a closed stdout |
 //! | [`target`], [`units`] | `HOST:PORT` / `unix:PATH`; `10k`, `2m`, `500ms`                   |
 
 pub mod charts;
+pub mod commands;
 pub mod compare;
 pub mod cost;
 pub mod engine;
