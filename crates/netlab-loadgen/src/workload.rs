@@ -48,6 +48,10 @@ pub struct Workload {
     pub connect_rate: Option<f64>,
     /// Show a live progress line (only ever on a terminal).
     pub progress: bool,
+    /// Connection churn: each active connection connects, echoes one message, closes, and
+    /// starts again; a "message" is then one whole connection, and its latency runs from
+    /// `connect` to `close`.
+    pub churn: bool,
 }
 
 impl Workload {
@@ -68,6 +72,7 @@ impl Workload {
             nodelay: true,
             connect_rate: None,
             progress: false,
+            churn: false,
         }
     }
 
@@ -88,6 +93,11 @@ impl Workload {
             parts.push(format!("+{} idle", self.idle));
         }
         match &self.protocol {
+            Protocol::Echo if self.churn => parts.push(if varying == Some("size") {
+                "churn (connect, one echo, close)".to_string()
+            } else {
+                format!("churn (connect, one {}-byte echo, close)", self.size)
+            }),
             Protocol::Echo if varying != Some("size") => {
                 parts.push(format!("{}-byte messages", self.size))
             }
@@ -97,6 +107,7 @@ impl Workload {
         let mut text = parts.join(", ");
         match self.rate {
             Some(rate) => text += &format!(", open loop {} msg/s", crate::units::human(rate)),
+            None if self.churn => {}
             None => text += &format!(", pipeline {}", self.pipeline),
         }
         text += &format!(
@@ -147,6 +158,16 @@ impl Workload {
         }
         if matches!(self.rate, Some(r) if r <= 0.0) {
             return bad("--rate must be more than 0".into());
+        }
+        if self.churn {
+            if self.protocol != Protocol::Echo {
+                return bad(
+                    "--churn is an echo workload; loadgen http keeps its connections".into(),
+                );
+            }
+            if self.rate.is_some() || self.pipeline != 1 {
+                return bad("--churn sends one message per connection, one connection after another: leave out --rate and --pipeline".into());
+            }
         }
         let total = self.connections + self.idle;
         let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

@@ -124,6 +124,11 @@ struct LoadFlags {
     #[arg(long)]
     syscalls: bool,
 
+    /// Connection churn: each connection connects, echoes one message and closes, again and
+    /// again; msg/s is then connections per second and latency runs from connect to close.
+    #[arg(long)]
+    churn: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -410,6 +415,7 @@ fn workload(
         nodelay: load.nodelay,
         connect_rate: load.connect_rate,
         progress: std::io::stderr().is_terminal(),
+        churn: load.churn,
     }
 }
 
