@@ -100,6 +100,11 @@ pub struct EngineResult {
     /// begun (negative: in the warmup); `None` when none happened then. A server killed in
     /// the middle of a run shows here, with the figures up to that moment in the rest.
     pub first_error_s: Option<f64>,
+    /// Seconds from the start of the measured window to the moment the last active
+    /// connection failed, when that happened before the window's end (a server killed
+    /// mid-run); `None` while any connection lasted. Rates over the part of the window that
+    /// had connections divide by this rather than by the window.
+    pub all_lost_s: Option<f64>,
     /// The first few errors, spelled out (during the load, with when they happened).
     pub examples: Vec<String>,
     pub client_cpu: ClientCpu,
@@ -238,6 +243,7 @@ fn run_inner(
         connect_errors: ConnectErrors::default(),
         connections_completed: 0,
         first_error_s: None,
+        all_lost_s: None,
         examples: Vec::new(),
         client_cpu: ClientCpu {
             user_s: usage_end.0 - usage_start.0,
@@ -245,6 +251,12 @@ fn run_inner(
             thread_busy: Vec::new(),
         },
     };
+    // Lost only when every thread lost all its connections; then at the last such moment.
+    merged.all_lost_s = results
+        .iter()
+        .map(|r| r.all_lost_s)
+        .collect::<Option<Vec<f64>>>()
+        .and_then(|times| times.into_iter().reduce(f64::max));
     for r in results {
         merged.messages += r.messages;
         merged.bytes += r.bytes;

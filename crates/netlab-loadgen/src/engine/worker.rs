@@ -35,6 +35,8 @@ pub(super) struct WorkerResult {
     pub(super) errors: ErrorCounts,
     pub(super) connect_errors: ConnectErrors,
     pub(super) first_error_s: Option<f64>,
+    /// When this thread's last active connection failed, if it did before the window's end.
+    pub(super) all_lost_s: Option<f64>,
     pub(super) examples: Vec<String>,
     pub(super) cpu: Duration,
 }
@@ -128,6 +130,7 @@ impl Worker {
                 errors: ErrorCounts::default(),
                 connect_errors: ConnectErrors::default(),
                 first_error_s: None,
+                all_lost_s: None,
                 examples: Vec::new(),
                 cpu: Duration::ZERO,
             },
@@ -474,6 +477,27 @@ impl Worker {
     fn fail(&mut self, i: usize, error: ConnError) {
         self.record_error(error);
         self.close(i);
+        // The last of this thread's active connections gone in the window: nothing more will
+        // be measured here (a failed connection is not reopened).
+        if self.sending
+            && self.loading
+            && self.result.all_lost_s.is_none()
+            && self
+                .conns
+                .iter()
+                .all(|c| !c.active || c.state == State::Closed)
+        {
+            self.result.all_lost_s = Some(self.seconds_into_window(Instant::now()));
+        }
+    }
+
+    /// Seconds from the start of the measured window to `now` (negative: before it).
+    fn seconds_into_window(&self, now: Instant) -> f64 {
+        if now >= self.measure_start {
+            (now - self.measure_start).as_secs_f64()
+        } else {
+            -(self.measure_start - now).as_secs_f64()
+        }
     }
 
     fn close(&mut self, i: usize) {
@@ -495,12 +519,7 @@ impl Worker {
         // connections failed, with the figures up to then.
         let mut when = String::new();
         if self.loading {
-            let now = Instant::now();
-            let at = if now >= self.measure_start {
-                (now - self.measure_start).as_secs_f64()
-            } else {
-                -(self.measure_start - now).as_secs_f64()
-            };
+            let at = self.seconds_into_window(Instant::now());
             let first = self.result.first_error_s.get_or_insert(at);
             *first = first.min(at);
             let window = (self.end - self.measure_start).as_secs_f64();
