@@ -39,8 +39,19 @@ fn negative_numbers_are_named_not_unexpected_arguments() {
         assert!(!line.contains("unexpected argument"), "{flag}: {line}");
         assert!(line.contains("'-1'"), "{flag}: {line}");
     }
+    for flag in ["-d", "--warmup", "--timeout"] {
+        let line = refused(&[&target, flag, "-1s"]);
+        assert!(line.contains("'-1s' is not a duration"), "{flag}: {line}");
+    }
     let line = refused(&["http", "http://127.0.0.1:9/", "-c", "-5"]);
     assert!(line.contains("non-negative"), "{line}");
+    for flag in ["--idle", "-c", "--size"] {
+        let line = refused(&["sweep", flag, "-1,5"]);
+        assert!(
+            line.contains("'-1'") && line.ends_with("see loadgen sweep --help\n"),
+            "{flag}: {line}"
+        );
+    }
 }
 
 #[test]

@@ -87,11 +87,11 @@ struct Shape {
 #[derive(Args, Clone)]
 struct LoadFlags {
     /// Measured duration: 10s, 2m, 500ms [default: 10s; compare 5s; sweep 2s].
-    #[arg(short = 'd', long, value_parser = parse_duration)]
+    #[arg(short = 'd', long, value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Option<Duration>,
 
     /// Warmup before the measured window [default: 1s; sweep 500ms].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     warmup: Option<Duration>,
 
     /// Client threads (each runs one epoll loop over its share of the connections).
@@ -115,7 +115,7 @@ struct LoadFlags {
     connect_rate: Option<f64>,
 
     /// A connection owing an echo with nothing back for this long has timed out.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: Duration,
 
     /// Count the server's syscalls per message by name (perf tracepoints; needs the pid). The
@@ -181,15 +181,15 @@ struct CompareArgs {
 #[command(allow_negative_numbers = true)]
 struct SweepArgs {
     /// Idle connection counts to sweep: 0,100,1000,10000 (the default dimension).
-    #[arg(long, value_parser = count_list)]
+    #[arg(long, value_parser = count_list, allow_hyphen_values = true)]
     idle: Option<List>,
 
     /// Active connection counts to sweep: 1,10,100,1000.
-    #[arg(short = 'c', long, value_parser = count_list)]
+    #[arg(short = 'c', long, value_parser = count_list, allow_hyphen_values = true)]
     connections: Option<List>,
 
     /// Message sizes to sweep: 64,512,4k,64k.
-    #[arg(long, value_parser = size_list)]
+    #[arg(long, value_parser = size_list, allow_hyphen_values = true)]
     size: Option<List>,
 
     #[command(flatten)]
