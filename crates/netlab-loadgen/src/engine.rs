@@ -444,12 +444,13 @@ mod tests {
         let started = Instant::now();
         let error = run_with_panic(TestPanic::Loading);
         assert!(
-            error.contains("panics on purpose, in the load phase"),
+            error.contains("panics on purpose, in the Loading phase"),
             "{error}"
         );
-        // The other thread stops at its next timeout check, not at the end of the 3 s window.
+        // The other thread stops at its next timeout check (within 0.1 s), not at the end of
+        // the 10 s window; the bound is wide, as the tests share two cores.
         assert!(
-            started.elapsed() < Duration::from_millis(2900),
+            started.elapsed() < Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );

@@ -153,12 +153,6 @@ impl Worker {
         let _guard = OnPanic(|| shared.break_barriers());
         let index = self.index;
         let stopped = |_| anyhow::anyhow!("engine thread {index} stopped: another one failed");
-        #[cfg(test)]
-        let test_panic = |phase| {
-            if index == 0 && shared.panic_in == Some(phase) {
-                panic!("engine thread 0 panics on purpose, in the {phase:?} phase");
-            }
-        };
         let active: Vec<usize> = (0..self.conns.len())
             .filter(|&i| self.conns[i].active)
             .collect();
@@ -168,7 +162,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         self.connect_all(&active, &mut events);
         #[cfg(test)]
-        test_panic(super::TestPanic::Connecting);
+        self.test_panic(super::TestPanic::Connecting);
         shared.active_done.wait().map_err(stopped)?;
         self.connect_all(&idle, &mut events);
         shared.all_connected.wait().map_err(stopped)?;
@@ -184,6 +178,14 @@ impl Worker {
             self.close(i);
         }
         Ok(self.result)
+    }
+
+    /// Tests only: engine thread 0 panics in `phase`, to show that a run still ends.
+    #[cfg(test)]
+    fn test_panic(&self, phase: super::TestPanic) {
+        if self.index == 0 && self.shared.panic_in == Some(phase) {
+            panic!("engine thread 0 panics on purpose, in the {phase:?} phase");
+        }
     }
 
     fn poll_once(&mut self, events: &mut Events, wait: Duration) {

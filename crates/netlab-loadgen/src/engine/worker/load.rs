@@ -27,9 +27,7 @@ impl Worker {
         // connection's life (connect, echo, close) starts over inside the load.
         self.churning = w.churn;
         #[cfg(test)]
-        if self.index == 0 && self.shared.panic_in == Some(crate::engine::TestPanic::Loading) {
-            panic!("engine thread 0 panics on purpose, in the load phase");
-        }
+        self.test_panic(crate::engine::TestPanic::Loading);
         for i in 0..self.conns.len() {
             if !(self.conns[i].active && self.conns[i].state == State::Open) {
                 continue;
@@ -37,7 +35,7 @@ impl Worker {
             if self.churning {
                 self.close(i);
                 self.conns[i].state = State::Waiting;
-                self.start_connect(i, start);
+                self.start_connect(i, Instant::now());
                 continue;
             }
             match interval {
