@@ -9,7 +9,9 @@
 //!    FD_SETSIZE) refuses idle connections rather than the ones that carry the load;
 //! 2. load: warmup, then the measured window. Closed loop keeps `pipeline` messages in flight
 //!    per connection; open loop sends on a schedule (`rate` messages/s in total) whatever the
-//!    replies do, and latency is taken from the intended send time;
+//!    replies do, and latency is taken from the intended send time; churn closes each active
+//!    connection (opened in phase 1 only to see that the server is there) and then, per
+//!    connection, connects, sends one message, closes on its echo and connects again;
 //! 3. drain: no new messages; what is in flight may finish as long as it makes progress (a
 //!    connection silent for `timeout` fails, as during the run), for at most [`DRAIN_LIMIT`].
 //!
@@ -19,9 +21,9 @@
 //! The parts, each in its own file: [`crate::workload`] (what a run is and its checks),
 //! [`crate::errors`] (the counters), `engine/worker.rs` (one thread's connections and bytes,
 //! with its phases in `worker/connect.rs` and `worker/load.rs`), `engine/http_reply.rs` (HTTP
-//! reply reading), `engine/sock.rs` (TCP or Unix socket) and `engine/progress.rs` (the live
-//! line). This file starts the threads, keeps them in step at the window's edges and merges
-//! what they measured.
+//! reply reading), `engine/sock.rs` (TCP or Unix socket), `engine/progress.rs` (the live
+//! line) and `engine/barrier.rs` (the barriers a panicking thread breaks). This file starts
+//! the threads, keeps them in step at the window's edges and merges what they measured.
 
 mod barrier;
 mod http_reply;

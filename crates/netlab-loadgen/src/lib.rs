@@ -4,7 +4,9 @@
 //! | module       | what it holds                                                              |
 //! |--------------|----------------------------------------------------------------------------|
 //! | [`workload`] | what a run is ([`Workload`], [`Protocol`]) and [`Workload::check`]          |
-//! | [`engine`]   | many connections from few threads on mio; closed and open loop (its parts: worker, connect and load phases, HTTP replies, socket, progress line) |
+//! | [`engine`]   | many connections from few threads on mio: closed loop, open loop, churn   |
+//! |  `engine/`   | its parts: `worker` (with `worker/connect`, `worker/load`), `http_reply`,  |
+//! |              | `sock`, `progress`, `barrier`                                              |
 //! | [`errors`]   | the error counters by kind; client limits told apart from server faults   |
 //! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
 //! | [`report`]   | one run's figures, [`report::measure`], table / JSON / CSV                |
