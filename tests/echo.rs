@@ -115,6 +115,30 @@ const URING: Spec = Spec {
     concurrent: true,
     forks: false,
 };
+const TOKIO: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-tokio"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
+const TOKIO_THREADS: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-tokio"),
+    args: &["--threads", "2"],
+    concurrent: true,
+    forks: false,
+};
+const C: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-c"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
+const REUSEPORT: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-reuseport"),
+    args: &["--threads", "2"],
+    concurrent: true,
+    forks: false,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Byte-exact echo
@@ -1202,6 +1226,22 @@ every_server!(mio, crate::MIO; extra: [
     emfile_keeps_serving_without_spinning,
 ]);
 every_server!(uring, crate::URING; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(tokio, crate::TOKIO; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(tokio_threads, crate::TOKIO_THREADS; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(c, crate::C; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(reuseport, crate::REUSEPORT; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]);
