@@ -1038,6 +1038,72 @@ fn assert_one_line(stderr: &str, what: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Threads: the stack is reserved, not used
+
+/// `echo-blocking --stack-size 64k` against the default (2 MiB): with 50 idle connections (each
+/// echoed once, so its thread has run), the address space grows by about 2 MiB less per thread,
+/// while resident memory grows by about the same.
+#[test]
+fn blocking_stack_size_shrinks_vmsize_not_rss() {
+    const CLIENTS: usize = 50;
+    let growth = |extra: &[&str]| -> (u64, u64) {
+        let server = BLOCKING_THREADS.start_with(
+            BLOCKING_THREADS
+                .launch()
+                .args(extra.iter().copied())
+                .listen_on(Transport::Tcp),
+        );
+        let before = vm_size_and_rss_kib(server.pid);
+        let clients: Vec<Client> = (0..CLIENTS)
+            .map(|i| {
+                let mut client = server.connect();
+                let message = pattern(i as u64, 64);
+                assert_same_bytes(&message, &client.round_trip(&message).unwrap(), "echo");
+                client
+            })
+            .collect();
+        let threads = netlab_core::procfs::status(server.pid).unwrap().threads;
+        assert!(
+            threads > CLIENTS as u64,
+            "{threads} threads for {CLIENTS} clients"
+        );
+        let after = vm_size_and_rss_kib(server.pid);
+        drop(clients);
+        (after.0 - before.0, after.1.saturating_sub(before.1))
+    };
+    let (vm_default, rss_default) = growth(&[]);
+    let (vm_small, rss_small) = growth(&["--stack-size", "64k"]);
+    eprintln!(
+        "{CLIENTS} threads: VmSize +{vm_default} KiB, RSS +{rss_default} KiB by default; \
+         VmSize +{vm_small} KiB, RSS +{rss_small} KiB with --stack-size 64k"
+    );
+    // 2 MiB against 64 KiB per thread, less some slack for what else each start mapped.
+    let shrink = vm_default.saturating_sub(vm_small);
+    assert!(
+        shrink >= CLIENTS as u64 * 1900,
+        "VmSize grew by {vm_default} KiB (default) and {vm_small} KiB (64k): only {shrink} KiB less"
+    );
+    let rss_gap = rss_default.abs_diff(rss_small);
+    assert!(
+        rss_gap <= (CLIENTS as u64 * 16).max(1024),
+        "RSS grew by {rss_default} KiB (default) and {rss_small} KiB (64k): the reservation moved it"
+    );
+}
+
+/// `VmSize` and `VmRSS` from /proc/PID/status, KiB.
+fn vm_size_and_rss_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Edge-triggered epoll: the classic mistake, made visible
 
 /// `echo-epoll-et --broken-read-once` reads once per edge: bytes left in the socket produce no
