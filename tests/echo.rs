@@ -27,9 +27,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_bytes, first_difference, pattern, poll_until, Client, Launch, ServerProcess,
-    Transport,
+    assert_same_bytes, first_difference, pattern, Client, Launch, ServerProcess, Transport,
 };
+use netlab_core::process::eventually;
 use nix::sys::signal::Signal;
 
 const MIB: usize = 1 << 20;
@@ -405,7 +405,7 @@ fn fds_return_to_baseline_after_2000_connections(spec: &Spec, transport: Transpo
     server.assert_running("after 2000 connections");
     // Closes are asynchronous: the server notices EOF or RST on a later wake-up.
     let mut now = server.open_fds();
-    let back_to_baseline = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+    let back_to_baseline = eventually(Duration::from_secs(10), || {
         now = server.open_fds();
         now == baseline
     });
@@ -470,7 +470,7 @@ fn sigusr1_storm_disturbs_nothing(spec: &Spec, transport: Transport) {
         })
         .collect();
     assert!(
-        poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(5), || {
             rounds_done.load(Ordering::Relaxed) >= clients as usize
         }),
         "{}: clients did not start echoing",
@@ -600,7 +600,7 @@ fn select_refuses_fds_above_fd_setsize(spec: &Spec, transport: Transport) {
     // nothing, and holds one of the server's fds. Wait until every client is one or the other.
     let mut refused = Vec::new();
     let mut kept = 0;
-    poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+    eventually(Duration::from_secs(10), || {
         refused = readable_clients(&clients);
         kept = server.open_fds().saturating_sub(base);
         refused.len() + kept == CLIENTS
@@ -736,7 +736,7 @@ fn never_reading_client_is_bounded_by_max_pending(spec: &Spec, transport: Transp
     if spec.forks {
         // The hog's own process: measure it from before it has read anything.
         let children = memory.children();
-        poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(2), || {
             netlab_core::process::children_of(server.pid).len() > children
         });
     }
@@ -891,7 +891,7 @@ fn sigterm_stops_gracefully_and_restart_binds_at_once(spec: &Spec, transport: Tr
         })
         .collect();
     assert!(
-        poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(5), || {
             received.load(Ordering::Relaxed) >= active * 40_960
         }),
         "{}: the active clients did not get going",
