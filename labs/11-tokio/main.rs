@@ -29,11 +29,11 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, Listener, Model, Server, ServerArgs,
-    Stats,
+    exit_on_error, is_fd_exhausted, parse_args, Listener, Model, Server, ServerArgs, Stats,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -115,22 +115,24 @@ async fn serve(server: Arc<Server>) -> anyhow::Result<()> {
     // The signal self-pipe (a socketpair), also as tokio's: readable when a signal came.
     let wake: OwnedFd = server.signals.wake_fd().try_clone_to_owned()?;
     let mut wake = UnixStream::from_std(std::os::unix::net::UnixStream::from(wake))?;
-    let mut pause = AcceptPause::default();
+    let mut at_fd_limit = false;
     let mut signal_byte = [0u8; 64];
 
     loop {
         tokio::select! {
             accepted = accept(&listener) => match accepted {
                 Ok(stream) => {
-                    pause.resume();
+                    at_fd_limit = false;
                     Stats::add(&server.stats.connections, 1);
                     tokio::spawn(connection(Arc::clone(&server), stream));
                 }
                 Err(e) if is_fd_exhausted(&e) => {
                     // The connection stays queued and the listener readable: accepting again
-                    // at once would spin. Try again after a pause (logged once per episode).
-                    pause.pause("echo-tokio", &e);
-                    tokio::time::sleep(AcceptPause::BACKOFF).await;
+                    // at once would spin. Try again after a pause (said once per episode).
+                    if !std::mem::replace(&mut at_fd_limit, true) {
+                        eprintln!("echo-tokio: accept4: {e}; retrying every 100 ms");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 // ECONNABORTED and friends: that one connection is gone, the next may be fine.
                 Err(e) => eprintln!("echo-tokio: accept4: {e}"),
