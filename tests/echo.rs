@@ -1104,6 +1104,64 @@ fn vm_size_and_rss_kib(pid: i32) -> (u64, u64) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SO_REUSEPORT: the kernel spreads connections over the loops
+
+/// `echo-reuseport --threads 2` over TCP: two listening sockets on the one port, and 40
+/// connections land on both loops (the kernel hashes each connection's addresses; all 40 on one
+/// loop would happen about once in 10^12 runs). The per-loop counts add up to connections=.
+#[test]
+fn reuseport_spreads_connections_over_its_loops() {
+    const CLIENTS: usize = 40;
+    let mut server = REUSEPORT.start(Transport::Tcp);
+    let tcp_addr = match &server.addr {
+        common::Address::Tcp(addr) => *addr,
+        other => panic!("not a TCP address: {other}"),
+    };
+    let listening = listening_sockets(tcp_addr.port());
+    assert_eq!(listening, 2, "LISTEN sockets on port {}", tcp_addr.port());
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let mut client = server.connect();
+            let message = pattern(i as u64, 32);
+            assert_same_bytes(&message, &client.round_trip(&message).unwrap(), "echo");
+            client
+        })
+        .collect();
+    drop(clients);
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "exit status {}", stopped.status);
+    let per_loop: Vec<u64> = stopped
+        .stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("echo-reuseport: connections per loop: "))
+        .unwrap_or_else(|| panic!("no per-loop line on stderr: {:?}", stopped.stderr))
+        .split_whitespace()
+        .map(|n| n.parse().expect("a count"))
+        .collect();
+    assert_eq!(per_loop.len(), 2, "two loops: {per_loop:?}");
+    assert!(
+        per_loop.iter().all(|&n| n > 0),
+        "the kernel gave every connection to one loop: {per_loop:?}"
+    );
+    assert_eq!(per_loop.iter().sum::<u64>(), stopped.summary().connections);
+    assert_eq!(stopped.summary().connections, CLIENTS as u64);
+}
+
+/// TCP sockets in state LISTEN (0A) on `port`, from /proc/net/tcp (IPv4).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Edge-triggered epoll: the classic mistake, made visible
 
 /// `echo-epoll-et --broken-read-once` reads once per edge: bytes left in the socket produce no

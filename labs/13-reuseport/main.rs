@@ -91,18 +91,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(_) => "sharing one Unix listener (EPOLLEXCLUSIVE)",
         None => "each with its own SO_REUSEPORT listener",
     };
-    let server = Server::start_with(model, &cli.server, bind_first)?;
-    eprintln!("echo-reuseport: {threads} event loops, {each}");
-    // Thread 0 serves the listener Server::start bound; the others bind their own on the same
-    // port (port 0 has become a real one by now). A Unix socket is shared instead.
-    let shared_listener = matches!(server.listener, Listener::Unix(..));
+    // Every loop's listener is bound before the "listening" line, so the first clients are
+    // spread too: thread 0 serves the one Server::start keeps, the others bind their own on the
+    // same port (port 0 has become a real one by then). A Unix socket is shared instead.
     let mut own_listeners = Vec::new();
-    if let Listener::Tcp(first) = &server.listener {
-        let addr: SocketAddr = first.local_addr()?;
+    let server = Server::start_with(model, &cli.server, |addr, backlog| {
+        let first = bind_first(addr, backlog)?;
+        let addr = SocketAddr::new(addr.ip(), first.client_address()?.port());
         for _ in 1..threads {
-            own_listeners.push(Listener::bind_tcp_reuse_port(addr, cli.server.backlog)?);
+            own_listeners.push(Listener::bind_tcp_reuse_port(addr, backlog)?);
         }
-    }
+        Ok(first)
+    })?;
+    eprintln!("echo-reuseport: {threads} event loops, {each}");
+    let shared_listener = matches!(server.listener, Listener::Unix(..));
     let listeners: Vec<&Listener> = (0..threads)
         .map(|i| match i {
             0 => &server.listener,

@@ -65,12 +65,12 @@ impl Server {
         Self::start_with(model, args, Listener::bind_tcp)
     }
 
-    /// [`start`](Self::start), binding a TCP address with `bind_tcp` (echo-reuseport passes
-    /// [`Listener::bind_tcp_reuse_port`]).
+    /// [`start`](Self::start), binding a TCP address with `bind_tcp` (echo-reuseport binds
+    /// its [`Listener::bind_tcp_reuse_port`] group there, before the "listening" line).
     pub fn start_with(
         model: Model,
         args: &ServerArgs,
-        bind_tcp: fn(std::net::SocketAddr, i32) -> std::io::Result<Listener>,
+        bind_tcp: impl FnOnce(std::net::SocketAddr, i32) -> std::io::Result<Listener>,
     ) -> anyhow::Result<Server> {
         let listener = match &args.unix {
             Some(path) => Listener::bind_unix(path, args.backlog)
