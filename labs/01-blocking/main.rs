@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --bin echo-blocking                      # a thread per connection
 //! cargo run --release --bin echo-blocking -- --mode iterative  # one client at a time
+//! cargo run --release --bin echo-blocking -- --stack-size 64k  # reserve 64 KiB per thread
 //! strace -f -tt -e trace=accept4,recvfrom,sendto,clone3,close -p PID
 //! ```
 //!
