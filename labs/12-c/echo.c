@@ -104,6 +104,8 @@ int netlab_c_echo(int listen_fd, int signal_fd, size_t buf_size,
                 } else if (errno != EAGAIN) {
                     perror("echo-c: accept4"); /* ECONNABORTED: that one is gone */
                 }
+            } else if (fd >= nconns || !conns[fd].buf) {
+                continue; /* not a connection (any more) */
             } else if (conns[fd].len > 0) { /* EPOLLOUT (or an error) while a write was partial */
                 ssize_t left = flush(fd, &c);
                 if (left < 0) drop_conn(fd, &c, 1);
