@@ -10,7 +10,7 @@
 set -euo pipefail
 
 usage="usage: scripts/trace.sh SERVER [server flags...]
-SERVER: echo-blocking, echo-select, echo-poll, echo-epoll-lt, echo-epoll-et, echo-mio, echo-uring, echo-fork"
+SERVER: echo-blocking, echo-select, echo-poll, echo-epoll-lt, echo-epoll-et, echo-mio, echo-uring, echo-fork, echo-tokio, echo-c, echo-reuseport"
 name=${1:-}
 [ -n "$name" ] && [ "$name" != -h ] && [ "$name" != --help ] || { echo "$usage"; [ -n "$name" ]; exit; }
 shift
@@ -21,7 +21,8 @@ case $name in
   echo-blocking) calls=accept4,recvfrom,sendto,clone3,close ;;
   echo-select) calls=pselect6,accept4,recvfrom,sendto,close ;;
   echo-poll) calls=poll,accept4,recvfrom,sendto,close ;;
-  echo-epoll-lt | echo-epoll-et | echo-mio) calls=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close ;;
+  echo-epoll-lt | echo-epoll-et | echo-mio | echo-tokio | echo-reuseport) calls=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close ;;
+  echo-c) calls=epoll_wait,epoll_ctl,accept4,read,sendto,close ;;
   echo-uring) calls=io_uring_setup,io_uring_enter,accept4,recvfrom,sendto,close ;;
   echo-fork) calls=accept4,clone,clone3,fork,wait4,recvfrom,sendto,close,exit_group ;;
   *) echo "trace.sh: unknown server '$name'" >&2; echo "$usage" >&2; exit 2 ;;

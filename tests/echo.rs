@@ -27,9 +27,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_bytes, first_difference, pattern, poll_until, Client, Launch, ServerProcess,
-    Transport,
+    assert_same_bytes, first_difference, pattern, Client, Launch, ServerProcess, Transport,
 };
+use netlab_core::process::eventually;
 use nix::sys::signal::Signal;
 
 const MIB: usize = 1 << 20;
@@ -112,6 +112,30 @@ const MIO: Spec = Spec {
 const URING: Spec = Spec {
     program: env!("CARGO_BIN_EXE_echo-uring"),
     args: &[],
+    concurrent: true,
+    forks: false,
+};
+const TOKIO: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-tokio"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
+const TOKIO_THREADS: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-tokio"),
+    args: &["--threads", "2"],
+    concurrent: true,
+    forks: false,
+};
+const C: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-c"),
+    args: &[],
+    concurrent: true,
+    forks: false,
+};
+const REUSEPORT: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-reuseport"),
+    args: &["--threads", "2"],
     concurrent: true,
     forks: false,
 };
@@ -381,7 +405,7 @@ fn fds_return_to_baseline_after_2000_connections(spec: &Spec, transport: Transpo
     server.assert_running("after 2000 connections");
     // Closes are asynchronous: the server notices EOF or RST on a later wake-up.
     let mut now = server.open_fds();
-    let back_to_baseline = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+    let back_to_baseline = eventually(Duration::from_secs(10), || {
         now = server.open_fds();
         now == baseline
     });
@@ -446,7 +470,7 @@ fn sigusr1_storm_disturbs_nothing(spec: &Spec, transport: Transport) {
         })
         .collect();
     assert!(
-        poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(5), || {
             rounds_done.load(Ordering::Relaxed) >= clients as usize
         }),
         "{}: clients did not start echoing",
@@ -576,7 +600,7 @@ fn select_refuses_fds_above_fd_setsize(spec: &Spec, transport: Transport) {
     // nothing, and holds one of the server's fds. Wait until every client is one or the other.
     let mut refused = Vec::new();
     let mut kept = 0;
-    poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+    eventually(Duration::from_secs(10), || {
         refused = readable_clients(&clients);
         kept = server.open_fds().saturating_sub(base);
         refused.len() + kept == CLIENTS
@@ -712,7 +736,7 @@ fn never_reading_client_is_bounded_by_max_pending(spec: &Spec, transport: Transp
     if spec.forks {
         // The hog's own process: measure it from before it has read anything.
         let children = memory.children();
-        poll_until(Duration::from_secs(2), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(2), || {
             netlab_core::process::children_of(server.pid).len() > children
         });
     }
@@ -867,7 +891,7 @@ fn sigterm_stops_gracefully_and_restart_binds_at_once(spec: &Spec, transport: Tr
         })
         .collect();
     assert!(
-        poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
+        eventually(Duration::from_secs(5), || {
             received.load(Ordering::Relaxed) >= active * 40_960
         }),
         "{}: the active clients did not get going",
@@ -1011,6 +1035,130 @@ fn assert_one_line(stderr: &str, what: &str) {
         lines.len() == 1 && !lines[0].trim().is_empty(),
         "{what}: expected a one-line error on stderr, got {stderr:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads: the stack is reserved, not used
+
+/// `echo-blocking --stack-size 64k` against the default (2 MiB): with 50 idle connections (each
+/// echoed once, so its thread has run), the address space grows by about 2 MiB less per thread,
+/// while resident memory grows by about the same.
+#[test]
+fn blocking_stack_size_shrinks_vmsize_not_rss() {
+    const CLIENTS: usize = 50;
+    let growth = |extra: &[&str]| -> (u64, u64) {
+        let server = BLOCKING_THREADS.start_with(
+            BLOCKING_THREADS
+                .launch()
+                .args(extra.iter().copied())
+                .listen_on(Transport::Tcp),
+        );
+        let before = vm_size_and_rss_kib(server.pid);
+        let clients: Vec<Client> = (0..CLIENTS)
+            .map(|i| {
+                let mut client = server.connect();
+                let message = pattern(i as u64, 64);
+                assert_same_bytes(&message, &client.round_trip(&message).unwrap(), "echo");
+                client
+            })
+            .collect();
+        let threads = netlab_core::procfs::status(server.pid).unwrap().threads;
+        assert!(
+            threads > CLIENTS as u64,
+            "{threads} threads for {CLIENTS} clients"
+        );
+        let after = vm_size_and_rss_kib(server.pid);
+        drop(clients);
+        (after.0 - before.0, after.1.saturating_sub(before.1))
+    };
+    let (vm_default, rss_default) = growth(&[]);
+    let (vm_small, rss_small) = growth(&["--stack-size", "64k"]);
+    eprintln!(
+        "{CLIENTS} threads: VmSize +{vm_default} KiB, RSS +{rss_default} KiB by default; \
+         VmSize +{vm_small} KiB, RSS +{rss_small} KiB with --stack-size 64k"
+    );
+    // 2 MiB against 64 KiB per thread, less some slack for what else each start mapped.
+    let shrink = vm_default.saturating_sub(vm_small);
+    assert!(
+        shrink >= CLIENTS as u64 * 1900,
+        "VmSize grew by {vm_default} KiB (default) and {vm_small} KiB (64k): only {shrink} KiB less"
+    );
+    let rss_gap = rss_default.abs_diff(rss_small);
+    assert!(
+        rss_gap <= (CLIENTS as u64 * 16).max(1024),
+        "RSS grew by {rss_default} KiB (default) and {rss_small} KiB (64k): the reservation moved it"
+    );
+}
+
+/// `VmSize` and `VmRSS` from /proc/PID/status, KiB.
+fn vm_size_and_rss_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SO_REUSEPORT: the kernel spreads connections over the loops
+
+/// `echo-reuseport --threads 2` over TCP: two listening sockets on the one port, and 40
+/// connections land on both loops (the kernel hashes each connection's addresses; all 40 on one
+/// loop would happen about once in 10^12 runs). The per-loop counts add up to connections=.
+#[test]
+fn reuseport_spreads_connections_over_its_loops() {
+    const CLIENTS: usize = 40;
+    let mut server = REUSEPORT.start(Transport::Tcp);
+    let tcp_addr = match &server.addr {
+        common::Address::Tcp(addr) => *addr,
+        other => panic!("not a TCP address: {other}"),
+    };
+    let listening = listening_sockets(tcp_addr.port());
+    assert_eq!(listening, 2, "LISTEN sockets on port {}", tcp_addr.port());
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let mut client = server.connect();
+            let message = pattern(i as u64, 32);
+            assert_same_bytes(&message, &client.round_trip(&message).unwrap(), "echo");
+            client
+        })
+        .collect();
+    drop(clients);
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "exit status {}", stopped.status);
+    let per_loop: Vec<u64> = stopped
+        .stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("echo-reuseport: connections per loop: "))
+        .unwrap_or_else(|| panic!("no per-loop line on stderr: {:?}", stopped.stderr))
+        .split_whitespace()
+        .map(|n| n.parse().expect("a count"))
+        .collect();
+    assert_eq!(per_loop.len(), 2, "two loops: {per_loop:?}");
+    assert!(
+        per_loop.iter().all(|&n| n > 0),
+        "the kernel gave every connection to one loop: {per_loop:?}"
+    );
+    assert_eq!(per_loop.iter().sum::<u64>(), stopped.summary().connections);
+    assert_eq!(stopped.summary().connections, CLIENTS as u64);
+}
+
+/// TCP sockets in state LISTEN (0A) on `port`, from /proc/net/tcp (IPv4).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1202,6 +1350,22 @@ every_server!(mio, crate::MIO; extra: [
     emfile_keeps_serving_without_spinning,
 ]);
 every_server!(uring, crate::URING; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(tokio, crate::TOKIO; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(tokio_threads, crate::TOKIO_THREADS; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(c, crate::C; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+every_server!(reuseport, crate::REUSEPORT; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]);

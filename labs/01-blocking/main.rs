@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --bin echo-blocking                      # a thread per connection
 //! cargo run --release --bin echo-blocking -- --mode iterative  # one client at a time
+//! cargo run --release --bin echo-blocking -- --stack-size 64k  # reserve 64 KiB per thread
 //! strace -f -tt -e trace=accept4,recvfrom,sendto,clone3,close -p PID
 //! ```
 //!
@@ -15,8 +16,9 @@
 //!   first client leaves. That is the problem every later lab solves.
 //! - `--mode threads`: each connection gets its own thread (`clone3` in strace, `-f` to follow
 //!   it), so a slow client blocks only itself. The cost: a thread per connection, each with its
-//!   own stack (2 MiB of address space reserved by Rust, touched only as used), and a context
-//!   switch for every wake-up (see `voluntary_ctxt_switches` in /proc/PID/status).
+//!   own stack (2 MiB of address space reserved by Rust, touched only as used; `--stack-size`
+//!   sets it), and a context switch for every wake-up (`voluntary_ctxt_switches` in each
+//!   thread's /proc/PID/task/TID/status).
 //!
 //! A client that never reads needs no special care here: `sendto` blocks when its buffer is
 //! full, so the thread stops reading too. The kernel's buffers are the only memory it holds.
@@ -32,8 +34,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, EchoConn, Model, Server, ServerArgs, Stats, Step,
-    Stream,
+    exit_on_error, is_fd_exhausted, parse_args, parse_size, EchoConn, Model, Server, ServerArgs,
+    Stats, Step, Stream,
 };
 use nix::sys::socket::{shutdown, Shutdown};
 
@@ -47,6 +49,19 @@ struct Cli {
     /// iterative: serve one client at a time; threads: a thread per connection.
     #[arg(long, value_enum, default_value_t = Mode::Threads)]
     mode: Mode,
+
+    /// Address space reserved for each connection thread's stack (64k, 1MiB, ...). Rust's
+    /// default is 2 MiB, or RUST_MIN_STACK; the kernel backs only the pages a thread touches.
+    #[arg(long, value_name = "BYTES", value_parser = parse_stack_size)]
+    stack_size: Option<usize>,
+}
+
+/// `--stack-size`: at least 16 KiB (PTHREAD_STACK_MIN; std would round a smaller size up).
+fn parse_stack_size(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        n if n < 16 * 1024 => Err("must be at least 16k (PTHREAD_STACK_MIN)".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,9 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Mode::Iterative => serve(&server, &open, stream),
                 Mode::Threads => {
                     let (server, open) = (&server, &open);
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("conn-{id}"))
-                        .spawn_scoped(scope, move || serve(server, open, stream));
+                    let mut thread = std::thread::Builder::new().name(format!("conn-{id}"));
+                    if let Some(bytes) = cli.stack_size {
+                        thread = thread.stack_size(bytes); // the mmap in clone3's stack_size=
+                    }
+                    let spawned = thread.spawn_scoped(scope, move || serve(server, open, stream));
                     if let Err(e) = spawned {
                         // EAGAIN: out of threads or memory. The stream went down with the closure.
                         eprintln!("echo-blocking: cannot start a thread for a connection: {e}");

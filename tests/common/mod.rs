@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use netlab_core::process::eventually;
+use netlab_core::Stream;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
@@ -70,13 +72,11 @@ impl Address {
 
     /// Connects, with [`IO_TIMEOUT`] on reads and writes.
     pub fn connect(&self) -> io::Result<Client> {
-        let client = match self {
-            Address::Tcp(addr) => Client::Tcp(TcpStream::connect_timeout(addr, IO_TIMEOUT)?),
-            Address::Unix(path) => Client::Unix(UnixStream::connect(path)?),
+        let stream = match self {
+            Address::Tcp(addr) => Stream::Tcp(TcpStream::connect_timeout(addr, IO_TIMEOUT)?),
+            Address::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
         };
-        client.set_read_timeout(Some(IO_TIMEOUT))?;
-        client.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(client)
+        Client::with_timeouts(stream)
     }
 
     /// Connects with `SO_RCVBUF` set to `bytes` before connect(2) (TCP picks its window scale at
@@ -92,13 +92,11 @@ impl Address {
         let socket = Socket::new(domain, Type::STREAM, None)?;
         socket.set_recv_buffer_size(bytes)?;
         socket.connect_timeout(&target, IO_TIMEOUT)?;
-        let client = match self {
-            Address::Tcp(_) => Client::Tcp(socket.into()),
-            Address::Unix(_) => Client::Unix(socket.into()),
+        let stream = match self {
+            Address::Tcp(_) => Stream::Tcp(socket.into()),
+            Address::Unix(_) => Stream::Unix(socket.into()),
         };
-        client.set_read_timeout(Some(IO_TIMEOUT))?;
-        client.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(client)
+        Client::with_timeouts(stream)
     }
 }
 
@@ -111,55 +109,47 @@ impl std::fmt::Display for Address {
     }
 }
 
-/// A client connection over TCP or a Unix-domain socket.
-#[derive(Debug)]
-pub enum Client {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A client connection over TCP or a Unix-domain socket: netlab-core's [`Stream`], plus what
+/// only a test needs (timeouts, an abortive close, a round trip).
+pub struct Client(Stream);
 
 impl Client {
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Client::Tcp(s) => s.set_read_timeout(timeout),
-            Client::Unix(s) => s.set_read_timeout(timeout),
-        }
+    /// Wraps a connected stream, with [`IO_TIMEOUT`] on reads and writes.
+    fn with_timeouts(stream: Stream) -> io::Result<Client> {
+        let client = Client(stream);
+        client.set_read_timeout(Some(IO_TIMEOUT))?;
+        client.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(client)
     }
 
+    /// `SO_RCVTIMEO`: a read that waits longer fails with EAGAIN (`WouldBlock`).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        socket2::SockRef::from(&self.0).set_read_timeout(timeout)
+    }
+
+    /// `SO_SNDTIMEO`: a write that waits longer fails with EAGAIN (`WouldBlock`).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Client::Tcp(s) => s.set_write_timeout(timeout),
-            Client::Unix(s) => s.set_write_timeout(timeout),
-        }
+        socket2::SockRef::from(&self.0).set_write_timeout(timeout)
     }
 
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            Client::Tcp(s) => s.set_nonblocking(nonblocking),
-            Client::Unix(s) => s.set_nonblocking(nonblocking),
-        }
+        self.0.set_nonblocking(nonblocking)
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match self {
-            Client::Tcp(s) => s.shutdown(how),
-            Client::Unix(s) => s.shutdown(how),
-        }
+        self.0.shutdown(how)
     }
 
     /// A second handle on the same socket, e.g. to write from one thread and read from another.
     pub fn try_clone(&self) -> io::Result<Client> {
-        Ok(match self {
-            Client::Tcp(s) => Client::Tcp(s.try_clone()?),
-            Client::Unix(s) => Client::Unix(s.try_clone()?),
-        })
+        self.0.try_clone().map(Client)
     }
 
     /// Closes the connection abortively. TCP: `SO_LINGER` 0 makes close(2) send RST instead of
     /// FIN. A Unix socket has no RST; closing it with unread bytes in its receive queue makes the
     /// peer's next read fail with ECONNRESET, so callers leave some echo unread.
     pub fn reset(self) {
-        if let Client::Tcp(s) = &self {
+        if let Stream::Tcp(s) = &self.0 {
             let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
         }
         drop(self);
@@ -190,19 +180,13 @@ impl Client {
 
 impl Read for Client {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Client::Tcp(s) => s.read(buf),
-            Client::Unix(s) => s.read(buf),
-        }
+        (&self.0).read(buf)
     }
 }
 
 impl Write for Client {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Client::Tcp(s) => s.write(buf),
-            Client::Unix(s) => s.write(buf),
-        }
+        (&self.0).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -212,10 +196,7 @@ impl Write for Client {
 
 impl AsFd for Client {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Client::Tcp(s) => s.as_fd(),
-            Client::Unix(s) => s.as_fd(),
-        }
+        self.0.as_fd()
     }
 }
 
@@ -543,9 +524,7 @@ impl ServerProcess {
 
     /// Waits until stderr satisfies `check`, up to `timeout`. Returns whether it did.
     pub fn wait_for_stderr(&self, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
-        poll_until(timeout, Duration::from_millis(20), || {
-            check(&self.stderr.lock().unwrap())
-        })
+        eventually(timeout, || check(&self.stderr.lock().unwrap()))
     }
 
     /// Has the process exited? (Reaps it if so.)
@@ -682,21 +661,6 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant) -> Option<ExitStatus
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Calls `check` every `interval` until it returns true or `timeout` passes; returns the last
-/// answer.
-pub fn poll_until(timeout: Duration, interval: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(interval);
     }
 }
 

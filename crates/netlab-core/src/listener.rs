@@ -30,8 +30,20 @@ impl Listener {
     /// same port at once, even with connections in TIME_WAIT), `bind(2)`, `listen(2)` with
     /// `backlog`. std's `TcpListener::bind` would hard-code a backlog of 128.
     pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
+        Self::bind_tcp_with(addr, backlog, false)
+    }
+
+    /// [`bind_tcp`](Self::bind_tcp) with `setsockopt(SO_REUSEPORT)` before `bind(2)`: every
+    /// listener bound so on one port joins a group, and the kernel spreads new connections over
+    /// the group by a hash of their addresses (socket(7)). echo-reuseport binds one per thread.
+    pub fn bind_tcp_reuse_port(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
+        Self::bind_tcp_with(addr, backlog, true)
+    }
+
+    fn bind_tcp_with(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<Listener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        socket.set_reuse_port(reuse_port)?;
         socket.bind(&addr.into())?;
         socket.listen(backlog)?;
         Ok(Listener::Tcp(socket.into()))

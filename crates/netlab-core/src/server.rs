@@ -62,10 +62,20 @@ impl Server {
     /// Binds the listener, installs the signal handlers, prints a few things to try on stderr,
     /// then the "listening" line on stdout (`listening on 127.0.0.1:7000 pid=42 model=poll`).
     pub fn start(model: Model, args: &ServerArgs) -> anyhow::Result<Server> {
+        Self::start_with(model, args, Listener::bind_tcp)
+    }
+
+    /// [`start`](Self::start), binding a TCP address with `bind_tcp` (echo-reuseport binds
+    /// its [`Listener::bind_tcp_reuse_port`] group there, before the "listening" line).
+    pub fn start_with(
+        model: Model,
+        args: &ServerArgs,
+        bind_tcp: impl FnOnce(std::net::SocketAddr, i32) -> std::io::Result<Listener>,
+    ) -> anyhow::Result<Server> {
         let listener = match &args.unix {
             Some(path) => Listener::bind_unix(path, args.backlog)
                 .with_context(|| format!("cannot listen on unix:{}", path.display()))?,
-            None => Listener::bind_tcp(args.addr, args.backlog).with_context(|| {
+            None => bind_tcp(args.addr, args.backlog).with_context(|| {
                 format!(
                     "cannot listen on {} (try another --addr, or port 0 for any free port)",
                     args.addr
