@@ -74,9 +74,56 @@ fn close_wait_leak_grows_by_one_per_client_until_the_close_is_put_back() {
     assert!(out.contains("ss -tan state close-wait"), "{out}");
 }
 
+/// A host sysctl, read to check that a demo's namespace left the host's copy alone.
+fn host_sysctl(key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).unwrap_or_default()
+}
+
+#[test]
+fn tcp_handshake_counts_the_opens_and_times_the_syn_back_off() {
+    let keys = [
+        "net.ipv4.tcp_syn_retries",
+        "net.ipv4.tcp_syn_linear_timeouts",
+    ];
+    let host_before: Vec<String> = keys.iter().map(|k| host_sysctl(k)).collect();
+    let Some(out) = run_demo(env!("CARGO_BIN_EXE_tcp-handshake"), &[]) else {
+        return;
+    };
+    let host_after: Vec<String> = keys.iter().map(|k| host_sysctl(k)).collect();
+    assert_eq!(host_before, host_after, "the host's sysctls changed");
+    assert!(
+        out.contains("Tcp ActiveOpens +1 (the connect), PassiveOpens +1"),
+        "{out}"
+    );
+    assert!(out.contains("client 127.0.0.1:"), "{out}");
+    assert!(
+        out.contains(" ESTABLISHED, server end ESTABLISHED"),
+        "{out}"
+    );
+    // The demo itself checks the times within a wide tolerance; here: the textbook doubling
+    // was seen, and the connect gave up with ETIMEDOUT after about 7 s, every round.
+    assert!(out.contains("(expected 1.00, 3.00 s); gave up at"), "{out}");
+    let rounds = out.matches("connect finished after").count();
+    assert!(
+        rounds >= 1 && rounds == out.matches("s with ETIMEDOUT").count(),
+        "{out}"
+    );
+    let gave_up = number_after(&out, "connect finished after");
+    assert!((6.9..9.0).contains(&gave_up), "{out}");
+    if netlab_core::netns::have_program("tcpdump") {
+        assert!(
+            out.contains("the three packets: SYN [S], SYN-ACK [S.], ACK [.]"),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
-    for (bin, bad) in [(env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0")] {
+    for (bin, bad) in [
+        (env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0"),
+        (env!("CARGO_BIN_EXE_tcp-handshake"), "--syn-retries=9"),
+    ] {
         let out = Command::new(bin).arg(bad).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {stderr}");

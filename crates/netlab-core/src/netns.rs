@@ -238,24 +238,35 @@ pub struct TcpSocket {
 }
 
 /// Every TCP socket of this namespace, IPv4 then IPv6: /proc/net/tcp and /proc/net/tcp6.
-/// A socket that changes state between two reads may show twice or not at all.
+/// A socket that changes state between two reads may show twice or not at all. Each read walks
+/// the kernel's whole connection hash table (shared by all namespaces), which costs a few
+/// milliseconds of system time: sample every 10-20 ms, not in a tight loop.
 pub fn tcp_sockets() -> io::Result<Vec<TcpSocket>> {
-    let ticks = crate::procfs::clock_ticks_per_second();
-    let mut sockets = Vec::new();
-    for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if v6 && e.kind() == io::ErrorKind::NotFound => continue, // no IPv6
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
-        };
-        for line in text.lines().skip(1) {
-            let row = parse_row(line, v6, ticks).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {line:?}"))
-            })?;
-            sockets.push(row);
-        }
-    }
+    let mut sockets = read_table(false)?;
+    sockets.extend(read_table(true)?);
     Ok(sockets)
+}
+
+fn read_table(v6: bool) -> io::Result<Vec<TcpSocket>> {
+    let ticks = crate::procfs::clock_ticks_per_second();
+    let path = if v6 {
+        "/proc/net/tcp6"
+    } else {
+        "/proc/net/tcp"
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if v6 && e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()), // no IPv6
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+    };
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            parse_row(line, v6, ticks).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {line:?}"))
+            })
+        })
+        .collect()
 }
 
 /// The sockets whose local or remote port is `port`: both ends of a connection to a listener.
@@ -268,7 +279,7 @@ pub fn sockets_on_port(port: u16) -> io::Result<Vec<TcpSocket>> {
 
 /// The state of the socket bound locally to `local` and connected to `remote`, if any.
 pub fn state_of(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TcpSocket>> {
-    Ok(tcp_sockets()?
+    Ok(read_table(local.is_ipv6())?
         .into_iter()
         .find(|s| s.local == local && s.remote == remote))
 }
