@@ -119,10 +119,71 @@ fn tcp_handshake_counts_the_opens_and_times_the_syn_back_off() {
 }
 
 #[test]
+fn tcp_close_shows_who_waits_in_time_wait_and_what_a_reset_skips() {
+    let Some(out) = run_demo(env!("CARGO_BIN_EXE_tcp-close"), &[]) else {
+        return;
+    };
+    // Part 1: the states in order, each end by its own line.
+    let states: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("(send-q") || l.ends_with("(gone)"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let first = [
+        "ESTABLISHED",
+        "ESTABLISHED",
+        "FIN_WAIT1",
+        "ESTABLISHED",
+        "FIN_WAIT2",
+    ];
+    assert_eq!(states[..5], first, "{out}");
+    assert_eq!(
+        states[5..9],
+        ["CLOSE_WAIT", "FIN_WAIT2", "LAST_ACK", "TIME_WAIT"],
+        "{out}"
+    );
+    let left: Vec<f64> = out
+        .lines()
+        .filter_map(|l| {
+            l.strip_suffix(" s left").or_else(|| {
+                l.split(" s left (")
+                    .next()
+                    .filter(|_| l.contains(" s left ("))
+            })
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "{out}");
+    assert!(
+        left[0] > 55.0 && left[0] <= 60.0,
+        "TIME_WAIT is 60 s: {out}"
+    );
+    assert!(left[0] - left[1] > 1.0 && left[0] - left[1] < 4.0, "{out}");
+    assert!(out.contains("timer:(timewait,"), "{out}");
+    // Part 2: the reset.
+    assert!(
+        out.contains("Tcp OutRsts +1; server: read -> ECONNRESET"),
+        "{out}"
+    );
+    // Part 3: the FINs crossed (CLOSING) and both ends are in TIME_WAIT.
+    let part3 = &out[out.find("3. a simultaneous close").expect("part 3")..];
+    assert!(part3.contains("CLOSING"), "{out}");
+    let last_two: Vec<&str> = part3
+        .lines()
+        .filter(|l| l.contains("(send-q"))
+        .rev()
+        .take(2)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(last_two, ["TIME_WAIT", "TIME_WAIT"], "{out}");
+}
+
+#[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
     for (bin, bad) in [
         (env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0"),
         (env!("CARGO_BIN_EXE_tcp-handshake"), "--syn-retries=9"),
+        (env!("CARGO_BIN_EXE_tcp-close"), "--hold=soon"),
     ] {
         let out = Command::new(bin).arg(bad).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
