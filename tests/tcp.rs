@@ -179,11 +179,68 @@ fn tcp_close_shows_who_waits_in_time_wait_and_what_a_reset_skips() {
 }
 
 #[test]
+fn accept_queue_overflows_quietly_or_with_a_reset_and_somaxconn_caps_the_backlog() {
+    let key = "net.ipv4.tcp_abort_on_overflow";
+    let host_before = (host_sysctl(key), host_sysctl("net.core.somaxconn"));
+    let Some(out) = run_demo(
+        env!("CARGO_BIN_EXE_accept-queue"),
+        &["--backlog", "3", "--extra", "4"],
+    ) else {
+        return;
+    };
+    assert_eq!(
+        host_before,
+        (host_sysctl(key), host_sysctl("net.core.somaxconn")),
+        "the host's sysctls changed"
+    );
+    assert_eq!(
+        out.matches("after their delayed ACKs: ss -ltn: Recv-Q 4 (queued), Send-Q 3 (backlog)")
+            .count(),
+        2,
+        "{out}"
+    );
+    let rows = |part: &str| -> Vec<String> {
+        let start = out.find(part).unwrap();
+        out[start..]
+            .lines()
+            .filter(|l| l.trim_start().starts_with("127.0.0.1:") && l.contains("  "))
+            .take(4)
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let quiet = rows("1. a listener");
+    let dropped = quiet
+        .iter()
+        .filter(|r| r.starts_with("ESTABLISHED SYN_RECV"))
+        .count();
+    assert_eq!(dropped, 3, "{out}");
+    let reset = rows("2. the same");
+    let resets = reset.iter().filter(|r| r.ends_with("ECONNRESET")).count();
+    assert_eq!(resets, 3, "{out}");
+    assert!(
+        out.contains("ListenOverflows +3, ListenDrops +3; Tcp OutRsts +0"),
+        "{out}"
+    );
+    // Part 2 sent at least one RST per overflowed client (the count is every RST the namespace
+    // sent meanwhile).
+    let resets_sent = out
+        .lines()
+        .filter(|l| l.contains("ListenDrops +3; Tcp OutRsts +"))
+        .map(|l| l.rsplit('+').next().unwrap().parse::<u32>().unwrap())
+        .max()
+        .unwrap();
+    assert!(resets_sent >= 3, "{out}");
+    assert!(out.contains("one more client now: SYN_SENT"), "{out}");
+    assert!(out.contains("listen(fd, 100) -> ss Send-Q 8"), "{out}");
+}
+
+#[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
     for (bin, bad) in [
         (env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0"),
         (env!("CARGO_BIN_EXE_tcp-handshake"), "--syn-retries=9"),
         (env!("CARGO_BIN_EXE_tcp-close"), "--hold=soon"),
+        (env!("CARGO_BIN_EXE_accept-queue"), "--extra=1"),
     ] {
         let out = Command::new(bin).arg(bad).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
