@@ -129,8 +129,8 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
 
     let mut hit = 0;
     println!(
-        "   {:>22}  {:<12} {:<12} {}",
-        "client", "client end", "server end", "client reads"
+        "   {:>22}  {:<12} {:<12} client reads",
+        "client", "client end", "server end"
     );
     for (client, &(local, server)) in clients.iter_mut().zip(&ends) {
         let theirs = netns::state_of(server, local)?;
@@ -142,11 +142,11 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
             theirs.as_ref().map_or("(none)", |s| s.state.name()),
         );
         let no_connection = theirs.as_ref().is_none_or(|s| s.state == TcpState::SynRecv);
-        if abort && read == "ECONNRESET" {
-            hit += 1;
-        } else if !abort && mine == Some(TcpState::Established) && no_connection {
-            hit += 1;
-        }
+        let overflowed = match abort {
+            true => read == "ECONNRESET",
+            false => mine == Some(TcpState::Established) && no_connection,
+        };
+        hit += usize::from(overflowed);
     }
     println!(
         "   TcpExt: ListenOverflows +{}, ListenDrops +{}; Tcp OutRsts +{}",
