@@ -235,12 +235,42 @@ fn accept_queue_overflows_quietly_or_with_a_reset_and_somaxconn_caps_the_backlog
 }
 
 #[test]
+fn keepalive_notices_a_vanished_peer_and_the_idle_connection_never_does() {
+    let Some(out) = run_demo(env!("CARGO_BIN_EXE_keepalive"), &[]) else {
+        return;
+    };
+    // The defaults, read from /proc, take over two hours.
+    let noticed = out
+        .lines()
+        .find(|l| l.contains("a vanished peer is noticed after"))
+        .unwrap();
+    let total: u64 = noticed
+        .split(" = ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{noticed}"));
+    let host = |key: &str| -> u64 { host_sysctl(key).trim().parse().unwrap() };
+    let expected = host("net.ipv4.tcp_keepalive_time")
+        + host("net.ipv4.tcp_keepalive_probes") * host("net.ipv4.tcp_keepalive_intvl");
+    assert_eq!(total, expected, "{out}");
+    // idle 1 + 3 x 1 s; the demo checks a tolerance of -0.3 .. +3 s itself.
+    let keepalive = number_after(&out, "keepalive (1 + 3 x 1 s): ETIMEDOUT after");
+    assert!((3.7..7.0).contains(&keepalive), "{out}");
+    let user = number_after(&out, "TCP_USER_TIMEOUT 2 s: ETIMEDOUT after");
+    assert!((1.7..5.0).contains(&user), "{out}");
+    let waited = number_after(&out, "no keepalive: still ESTABLISHED after");
+    assert!(waited > keepalive, "{out}");
+}
+
+#[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
     for (bin, bad) in [
         (env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0"),
         (env!("CARGO_BIN_EXE_tcp-handshake"), "--syn-retries=9"),
         (env!("CARGO_BIN_EXE_tcp-close"), "--hold=soon"),
         (env!("CARGO_BIN_EXE_accept-queue"), "--extra=1"),
+        (env!("CARGO_BIN_EXE_keepalive"), "--count=0"),
     ] {
         let out = Command::new(bin).arg(bad).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

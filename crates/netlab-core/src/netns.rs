@@ -233,6 +233,8 @@ pub struct TcpSocket {
     pub timer_left: Duration,
     /// Retransmissions so far of what the socket is waiting on (a SYN, a SYN-ACK, data).
     pub retransmits: u32,
+    /// Keepalive or zero-window probes sent without an answer (the `timeout` column).
+    pub probes: u32,
     /// Socket inode, as /proc/PID/fd shows it (`socket:[INODE]`); 0 for TIME_WAIT and SYN_RECV.
     pub inode: u64,
 }
@@ -307,6 +309,7 @@ fn parse_row(line: &str, v6: bool, ticks: u64) -> Option<TcpSocket> {
         timer,
         timer_left: Duration::from_millis(when_ticks * 1000 / ticks.max(1)),
         retransmits: u32::from_str_radix(fields.get(6)?, 16).ok()?,
+        probes: fields.get(8)?.parse().ok()?,
         inode: fields.get(9)?.parse().ok()?,
     })
 }
