@@ -264,6 +264,68 @@ fn keepalive_notices_a_vanished_peer_and_the_idle_connection_never_does() {
 }
 
 #[test]
+fn nagle_stalls_write_write_read_until_the_delayed_ack_and_each_fix_removes_it() {
+    let out = run_demo(env!("CARGO_BIN_EXE_nagle"), &["--requests", "20"])
+        .expect("nagle needs no namespace");
+    let median = |variant: &str| -> f64 {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{variant} ")))
+            .unwrap_or_else(|| panic!("no row {variant}:\n{out}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        let value: f64 = words[3].parse().unwrap();
+        match words[4] {
+            "ms" => value,
+            "us" => value / 1000.0,
+            unit => panic!("unit {unit} in {row}"),
+        }
+    };
+    // The delayed ACK is at least 40 ms; a loaded machine adds to it (wide upper bound).
+    let nagle = median("nagle");
+    assert!((35.0..250.0).contains(&nagle), "{out}");
+    for fix in ["nodelay", "writev", "cork"] {
+        assert!(
+            median(fix) < 10.0 && median(fix) * 5.0 < nagle,
+            "{fix}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn nagle_under_strace_shows_two_sendto_calls_per_request_and_one_writev() {
+    if !netlab_core::netns::have_program("strace") {
+        eprintln!("skipped: strace is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let out = Command::new("strace")
+        .args([
+            "-e",
+            "trace=sendto,writev,setsockopt",
+            env!("CARGO_BIN_EXE_nagle"),
+        ])
+        .args(["--variants", "nagle,writev,cork", "--requests", "3"])
+        .output()
+        .unwrap();
+    let trace = String::from_utf8_lossy(&out.stderr);
+    let count = |needle: &str| trace.lines().filter(|l| l.contains(needle)).count();
+    // Only the client is traced (the server is another thread; no -f): nagle and cork send
+    // each request as two sendto calls, writev as one call.
+    assert_eq!(
+        count(r#"sendto(5, "GET /item HTTP/1.1\r\n", 20"#),
+        6,
+        "{trace}"
+    );
+    assert_eq!(
+        count(r#"sendto(5, "Host: example\r\n\r\n", 17"#),
+        6,
+        "{trace}"
+    );
+    assert_eq!(count("writev("), 3, "{trace}");
+    assert_eq!(count("TCP_CORK, [1]"), 3, "{trace}");
+    assert_eq!(count("TCP_CORK, [0]"), 3, "{trace}");
+}
+
+#[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
     for (bin, bad) in [
         (env!("CARGO_BIN_EXE_close-wait-leak"), "--clients=0"),
@@ -271,6 +333,7 @@ fn demos_reject_bad_input_in_one_line_and_have_help() {
         (env!("CARGO_BIN_EXE_tcp-close"), "--hold=soon"),
         (env!("CARGO_BIN_EXE_accept-queue"), "--extra=1"),
         (env!("CARGO_BIN_EXE_keepalive"), "--count=0"),
+        (env!("CARGO_BIN_EXE_nagle"), "--variants=fast"),
     ] {
         let out = Command::new(bin).arg(bad).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
