@@ -311,12 +311,12 @@ fn nagle_under_strace_shows_two_sendto_calls_per_request_and_one_writev() {
     // Only the client is traced (the server is another thread; no -f): nagle and cork send
     // each request as two sendto calls, writev as one call.
     assert_eq!(
-        count(r#"sendto(5, "GET /item HTTP/1.1\r\n", 20"#),
+        count(r#", "GET /item HTTP/1.1\r\n", 20, MSG_NOSIGNAL"#),
         6,
         "{trace}"
     );
     assert_eq!(
-        count(r#"sendto(5, "Host: example\r\n\r\n", 17"#),
+        count(r#", "Host: example\r\n\r\n", 17, MSG_NOSIGNAL"#),
         6,
         "{trace}"
     );
