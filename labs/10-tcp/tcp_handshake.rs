@@ -100,6 +100,15 @@ fn handshake(net: &PrivateNet, listener: &TcpListener, addr: SocketAddr) -> anyh
     );
     print_indented(&netns::ss(&["-tn", "state", "established"]));
     println!("   in another terminal: {} ss -tanoe", net.nsenter());
+    println!(
+        "                        {} nstat -az TcpActiveOpens TcpPassiveOpens",
+        net.nsenter()
+    );
+    println!(
+        "                        {} tcpdump -i lo -n tcp port {}",
+        net.nsenter(),
+        addr.port()
+    );
 
     let packets = capture.as_mut().map(Capture::finish).transpose()?;
     match &packets {
