@@ -217,19 +217,31 @@ fn accept_queue_overflows_quietly_or_with_a_reset_and_somaxconn_caps_the_backlog
     let reset = rows("2. the same");
     let resets = reset.iter().filter(|r| r.ends_with("ECONNRESET")).count();
     assert_eq!(resets, 3, "{out}");
+    // Counted once the delayed ACKs are in: at least one overflow and one drop per extra
+    // client beyond the last slot (more if a slow machine let a SYN-ACK retransmission and the
+    // client's answer in first). Part 1 resets nobody; part 2 resets each of them (the RST count
+    // is every RST the namespace sent meanwhile).
+    let counters: Vec<[u32; 3]> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("   TcpExt: ListenOverflows +"))
+        .map(|rest| {
+            let n: Vec<u32> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.parse().unwrap())
+                .collect();
+            [n[0], n[1], n[2]]
+        })
+        .collect();
+    assert_eq!(counters.len(), 2, "{out}");
     assert!(
-        out.contains("ListenOverflows +3, ListenDrops +3; Tcp OutRsts +0"),
+        counters[0][0] >= 3 && counters[0][1] >= 3 && counters[0][2] == 0,
         "{out}"
     );
-    // Part 2 sent at least one RST per overflowed client (the count is every RST the namespace
-    // sent meanwhile).
-    let resets_sent = out
-        .lines()
-        .filter(|l| l.contains("ListenDrops +3; Tcp OutRsts +"))
-        .map(|l| l.rsplit('+').next().unwrap().parse::<u32>().unwrap())
-        .max()
-        .unwrap();
-    assert!(resets_sent >= 3, "{out}");
+    assert!(
+        counters[1][0] >= 3 && counters[1][1] >= 3 && counters[1][2] >= 3,
+        "{out}"
+    );
     assert!(out.contains("one more client now: SYN_SENT"), "{out}");
     assert!(out.contains("listen(fd, 100) -> ss Send-Q 8"), "{out}");
 }

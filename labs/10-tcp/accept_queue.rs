@@ -27,6 +27,7 @@
 //! The backlog is capped at `net.core.somaxconn` when `listen` is called.
 //! Everything runs in a private network namespace: its counters and sysctls are its own.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -125,6 +126,16 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
         delta(&before, "TcpExt.ListenOverflows") >= overflowed
     });
     std::thread::sleep(Duration::from_millis(50));
+    // Counted now, before the slow part below: each read of /proc/net/tcp walks every socket of
+    // the machine, and 1 s after their SYN the server retransmits the SYN-ACKs (counted next).
+    let settled = netns::counters()?;
+    let counted =
+        |key: &str| settled.get(key).copied().unwrap_or(0) - before.get(key).copied().unwrap_or(0);
+    let (overflows, drops, resets) = (
+        counted("TcpExt.ListenOverflows"),
+        counted("TcpExt.ListenDrops"),
+        counted("Tcp.OutRsts"),
+    );
     println!("   after their delayed ACKs: {}", listener_line(addr)?);
 
     let mut hit = 0;
@@ -149,10 +160,7 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
         hit += usize::from(overflowed);
     }
     println!(
-        "   TcpExt: ListenOverflows +{}, ListenDrops +{}; Tcp OutRsts +{}",
-        delta(&before, "TcpExt.ListenOverflows"),
-        delta(&before, "TcpExt.ListenDrops"),
-        delta(&before, "Tcp.OutRsts")
+        "   TcpExt: ListenOverflows +{overflows}, ListenDrops +{drops}; Tcp OutRsts +{resets}"
     );
     if hit as i64 != overflowed {
         bail!(
@@ -164,11 +172,11 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
             }
         );
     }
-    if delta(&before, "TcpExt.ListenDrops") < overflowed {
-        bail!("ListenDrops should have grown by at least {overflowed}");
+    if overflows < overflowed || drops < overflowed {
+        bail!("ListenOverflows and ListenDrops should have grown by at least {overflowed}");
     }
     if !abort {
-        syn_ack_retransmitted(net, &ends)?;
+        syn_ack_retransmitted(net, &ends, &settled)?;
         full_queue_drops_syn(addr)?;
     }
     Ok(hit)
@@ -179,8 +187,8 @@ fn overflow(net: &PrivateNet, backlog: u32, extra: usize, abort: bool) -> anyhow
 fn syn_ack_retransmitted(
     net: &PrivateNet,
     ends: &[(SocketAddr, SocketAddr)],
+    before: &HashMap<String, i64>,
 ) -> anyhow::Result<()> {
-    let before = netns::counters()?;
     let retransmitted = |ends: &[(SocketAddr, SocketAddr)]| {
         ends.iter().any(|&(local, server)| {
             netns::state_of(server, local)
@@ -194,8 +202,8 @@ fn syn_ack_retransmitted(
     print_indented(&netns::ss(&["-tno", "state", "syn-recv"]));
     println!(
         "   TcpExt: TCPSynRetrans +{} (SYN-ACKs sent again), ListenOverflows +{} (the clients' ACKs dropped again)",
-        delta(&before, "TcpExt.TCPSynRetrans"),
-        delta(&before, "TcpExt.ListenOverflows")
+        delta(before, "TcpExt.TCPSynRetrans"),
+        delta(before, "TcpExt.ListenOverflows")
     );
     println!(
         "   in another terminal: {} ss -ltn; {} nstat -az TcpExtListenOverflows TcpExtListenDrops",
@@ -291,7 +299,7 @@ fn try_read(stream: &mut TcpStream) -> String {
     }
 }
 
-fn delta(before: &std::collections::HashMap<String, i64>, key: &str) -> i64 {
+fn delta(before: &HashMap<String, i64>, key: &str) -> i64 {
     let now = netns::counters().map(|c| c.get(key).copied().unwrap_or(0));
     now.unwrap_or(0) - before.get(key).copied().unwrap_or(0)
 }

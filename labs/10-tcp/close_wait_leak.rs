@@ -119,23 +119,41 @@ fn serve(cli: &Cli, net: &PrivateNet, server: Server) -> anyhow::Result<(usize, 
             });
         }
 
-        let close_wait = count(addr.port(), TcpState::CloseWait)?;
+        // One snapshot of the table for the whole row (each read walks every socket).
+        let table = netns::sockets_on_port(addr.port())?;
+        let state_in = |local: SocketAddr, remote: SocketAddr| {
+            table
+                .iter()
+                .find(|s| s.local == local && s.remote == remote)
+                .map_or("(gone)".to_string(), |s| s.state.to_string())
+        };
+        let close_wait = table
+            .iter()
+            .filter(|s| s.local == addr && s.state == TcpState::CloseWait)
+            .count();
         let fds = procfs::open_fds(me)?.saturating_sub(fds_before);
         println!(
             "{i:>6}  {:<12} {:<12} {close_wait:>16} {:>11}",
-            state(client_addr, addr),
-            state(addr, client_addr),
+            state_in(client_addr, addr),
+            state_in(addr, client_addr),
             format!("+{fds}")
         );
         last = (close_wait, fds);
         clients.push(client_addr);
     }
-    // Right after its close, each client end showed FIN_WAIT1: the server's kernel delays the
-    // ACK of a FIN (delayed ACK, about 40 ms) in case its own FIN can ride along.
-    std::thread::sleep(Duration::from_millis(300));
+    // Right after its close, a client end shows FIN_WAIT1: the server's kernel delays the ACK
+    // of a FIN (delayed ACK, at least 40 ms) in case its own FIN can ride along.
+    let waiting = std::time::Instant::now();
+    process::eventually(Duration::from_secs(2), || {
+        clients.iter().all(|&c| state(c, addr) != "FIN_WAIT1")
+    });
     let mut later: Vec<String> = clients.iter().map(|&c| state(c, addr)).collect();
     later.dedup();
-    println!("300 ms later the client ends are: {}", later.join(", "));
+    println!(
+        "{} ms later the client ends are: {}",
+        waiting.elapsed().as_millis(),
+        later.join(", ")
+    );
     if server == Server::NeverCloses {
         println!("see them from another terminal:");
         println!("  {} ss -tan state close-wait", net.nsenter());
@@ -156,12 +174,4 @@ fn state(local: SocketAddr, remote: SocketAddr) -> String {
         Ok(None) => "(gone)".into(),
         Err(e) => format!("({e})"),
     }
-}
-
-/// How many sockets on the listener's port (the server's ends) are in `state`.
-fn count(port: u16, state: TcpState) -> anyhow::Result<usize> {
-    Ok(netns::sockets_on_port(port)?
-        .iter()
-        .filter(|s| s.local.port() == port && s.state == state)
-        .count())
 }
