@@ -248,9 +248,19 @@ fn accept_queue_overflows_quietly_or_with_a_reset_and_somaxconn_caps_the_backlog
 
 #[test]
 fn keepalive_notices_a_vanished_peer_and_the_idle_connection_never_does() {
+    // The demo takes lo down inside its own namespace: the host's lo must stay up.
+    let host_lo = || std::fs::read_to_string("/sys/class/net/lo/flags").unwrap_or_default();
+    let lo_before = host_lo();
     let Some(out) = run_demo(env!("CARGO_BIN_EXE_keepalive"), &[]) else {
         return;
     };
+    assert_eq!(host_lo(), lo_before, "the host's lo changed");
+    let flags = u32::from_str_radix(lo_before.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    assert_eq!(
+        flags & 1,
+        1,
+        "the host's lo is not up (IFF_UP): {lo_before}"
+    );
     // The defaults, read from /proc, take over two hours.
     let noticed = out
         .lines()
