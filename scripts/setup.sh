@@ -2,13 +2,14 @@
 # Installs the system tools netlab's tests and scripts use, from Debian's packages, when missing:
 # strace (the trace walkthrough and its test), curl (the file server's tests), nc (the servers'
 # "try:" hints), perf (syscall counts in the load generator's reports; optional, the reports
-# say when it is absent).
+# say when it is absent), ip/ss/nstat (iproute2: lab 10's namespaces and socket states), tcpdump
+# (lab 10 prints the handshake's packets where it is installed; optional).
 # Needs root or sudo for apt-get; prints what it would install otherwise.
 set -euo pipefail
 
-declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [perf]=linux-perf)
+declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [perf]=linux-perf [ip]=iproute2 [ss]=iproute2 [tcpdump]=tcpdump)
 missing=()
-for tool in strace curl nc perf; do
+for tool in strace curl nc perf ip ss tcpdump; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -21,8 +22,11 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # perf is optional: a machine without a linux-perf package still runs every test.
-required=(); for p in "${missing[@]}"; do [ "$p" = linux-perf ] || required+=("$p"); done
+required=(); for p in "${missing[@]}"; do [ "$p" = linux-perf ] || [ "$p" = tcpdump ] || required+=("$p"); done
 [ ${#required[@]} -eq 0 ] || $sudo apt-get install -y -qq --no-install-recommends "${required[@]}"
 if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
   $sudo apt-get install -y -qq --no-install-recommends linux-perf || echo "setup: linux-perf not available; reports will mark syscall counts absent" >&2
+fi
+if [[ " ${missing[*]} " == *" tcpdump "* ]]; then
+  $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends tcpdump || echo "setup: tcpdump not available; lab 10 will say so instead of printing packets" >&2
 fi

@@ -8,6 +8,7 @@
 //! | [`listener`] | the listening socket (TCP or Unix, built with socket2) and [`Stream`]  |
 //! | [`echo`]     | the per-connection echo buffer: [`EchoConn`], [`Step`], [`Want`]       |
 //! | [`signals`]  | SIGINT/SIGTERM/SIGUSR1 as flags plus a self-pipe a wait loop can watch |
+//! | [`netns`]    | a private network namespace, /proc/net/tcp states, TCP counters, sysctls |
 //! | [`server`]   | [`Server`]: bind, announce the "listening" line, count, summarise      |
 //! | [`procfs`]   | /proc probes: CPU ticks, context switches, RSS, open fds, state        |
 //! | [`process`]  | `fork` and friends, the one place process creation is `unsafe`         |
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod echo;
 pub mod listener;
+pub mod netns;
 pub mod process;
 pub mod procfs;
 pub mod server;
