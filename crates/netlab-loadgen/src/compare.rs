@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::charts;
-use crate::report::{self, Environment, MeasureOptions, RunReport};
+use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
 use crate::Workload;
 
@@ -125,7 +125,7 @@ fn run_model(
         Ok(r) => r,
         Err(e) => {
             let mut r = RunReport::unavailable(spec.name, &workload, env, &format!("{e:#}"));
-            r.status = "errors".into();
+            r.status = Status::Errors;
             r
         }
     };
@@ -138,14 +138,14 @@ fn run_model(
         let e = &report.errors;
         let other = e.mismatch + e.short_echo + e.timeout + e.connect + e.http + e.client_limit;
         if measured_ok && other == 0 && e.closed + e.reset <= refused {
-            report.status = "fd limit (FD_SETSIZE)".into();
+            report.status = Status::FdLimit;
         }
         notes.push(format!(
             "fd limit (FD_SETSIZE): the server refused {refused} connection(s) whose fd was >= 1024; the figures cover the connections it kept"
         ));
     }
     if !stopped.problems.is_empty() {
-        report.status = "errors".into();
+        report.status = Status::Errors;
         notes.push(format!("server stop: {}", stopped.problems.join("; ")));
     }
     if let Some(n) = &placement.note {
@@ -155,6 +155,28 @@ fn run_model(
         report.note = Some(notes.join("; "));
     }
     report
+}
+
+/// The forking server makes a process per connection: above `--max-processes` its row is
+/// skipped rather than run.
+fn too_many_processes(
+    spec: &ModelSpec,
+    workload: &Workload,
+    env: &Environment,
+    plan: &Plan,
+) -> Option<RunReport> {
+    let total = workload.connections + workload.idle;
+    (spec.name == "fork" && total > plan.max_processes).then(|| {
+        RunReport::skipped(
+            spec.name,
+            workload,
+            env,
+            &format!(
+                "skipped: would fork {total} processes (--max-processes {})",
+                plan.max_processes
+            ),
+        )
+    })
 }
 
 /// Results of a compare or sweep, and where they were written.
@@ -184,19 +206,8 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
     env.server_core = placement.server;
     let mut reports = Vec::new();
     for spec in &plan.models {
-        if spec.name == "fork"
-            && plan.workload.connections + plan.workload.idle > plan.max_processes
-        {
-            reports.push(RunReport::skipped(
-                spec.name,
-                &plan.workload,
-                &env,
-                &format!(
-                    "skipped: would fork {} processes (--max-processes {})",
-                    plan.workload.connections + plan.workload.idle,
-                    plan.max_processes
-                ),
-            ));
+        if let Some(skipped) = too_many_processes(spec, &plan.workload, &env, plan) {
+            reports.push(skipped);
             continue;
         }
         eprintln!("loadgen: {} ...", spec.name);
@@ -211,10 +222,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
     }
     let out_dir = output_dir(out, "netlab-report")?;
     let mut files = write_results(&out_dir, &reports)?;
-    let measured: Vec<&RunReport> = reports
-        .iter()
-        .filter(|r| r.status != "unavailable" && r.status != "skipped")
-        .collect();
+    let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status.measured()).collect();
     let subtitle = format!(
         "{}; {}; {}",
         plan.workload.describe(),
@@ -298,20 +306,12 @@ pub fn sweep(
         env.server_core = placement.server;
         for spec in &plan.models {
             let label = format!("{} {}={value}", spec.name, dimension.name());
-            let total = workload.connections + workload.idle;
-            let mut report = if spec.name == "fork" && total > plan.max_processes {
-                RunReport::skipped(
-                    spec.name,
-                    &workload,
-                    &env,
-                    &format!(
-                        "skipped: would fork {total} processes (--max-processes {})",
-                        plan.max_processes
-                    ),
-                )
-            } else {
-                eprintln!("loadgen: {label} ...");
-                run_model(spec, &bin_dir, &workload, &env, &placement, plan)
+            let mut report = match too_many_processes(spec, &workload, &env, plan) {
+                Some(skipped) => skipped,
+                None => {
+                    eprintln!("loadgen: {label} ...");
+                    run_model(spec, &bin_dir, &workload, &env, &placement, plan)
+                }
             };
             report.model = label;
             reports.push(report);
@@ -327,7 +327,7 @@ pub fn sweep(
                 let points = (0..values.len())
                     .map(|v| {
                         let r = &reports[v * plan.models.len() + k];
-                        if r.status == "ok" {
+                        if r.status == Status::Ok {
                             f(r)
                         } else {
                             None
@@ -409,12 +409,12 @@ fn sweep_summary(
             out += &format!("{:<10}", spec.name);
             for v in 0..values.len() {
                 let r = &reports[v * models.len() + k];
-                let text = match r.status.as_str() {
-                    "ok" => cell(r),
-                    "fd limit (FD_SETSIZE)" => "FD_SETSIZE".into(),
-                    "skipped" => "skipped".into(),
-                    "unavailable" => "n/a".into(),
-                    _ => format!("{} err", cell(r)),
+                let text = match r.status {
+                    Status::Ok => cell(r),
+                    Status::FdLimit => "FD_SETSIZE".into(),
+                    Status::Skipped => "skipped".into(),
+                    Status::Unavailable => "n/a".into(),
+                    Status::Errors => format!("{} err", cell(r)),
                 };
                 out += &format!("{text:>14}");
             }

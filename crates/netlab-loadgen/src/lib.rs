@@ -7,7 +7,10 @@
 //! | [`engine`]   | many connections from few threads on mio; closed and open loop (its parts: worker, connect and load phases, HTTP replies, socket, progress line) |
 //! | [`errors`]   | the error counters by kind; client limits told apart from server faults   |
 //! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
-//! | [`report`]   | one run's figures, [`report::measure`], table / JSON / CSV                |
+//! | [`report`]   | one run's result: [`RunReport`], its [`report::Status`], percentiles       |
+//! | [`measure`]  | [`measure()`]: the engine run with the server sampled at the window's edges |
+//! | [`render`]   | the table (comfy-table) and its notes, JSON, CSV                          |
+//! | [`environment`] | the machine a result was measured on, in every report                  |
 //! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
 //! | [`syscalls`] | syscalls per message from perf tracepoints                                 |
 //! | [`servers`]  | finding, building, starting (pinned) and stopping the echo servers         |
@@ -19,8 +22,11 @@ pub mod charts;
 pub mod compare;
 pub mod cost;
 pub mod engine;
+pub mod environment;
 pub mod errors;
 pub mod frame;
+pub mod measure;
+pub mod render;
 pub mod report;
 pub mod servers;
 pub mod syscalls;

@@ -428,20 +428,7 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
             println!("{summary}");
         }
         if let Some(r) = outcome.reports.first() {
-            println!(
-                "environment: {}; {}; {} cores; netlab {}; client on core {}, server on core {}; load average {}",
-                r.environment.kernel,
-                r.environment.cpu_model,
-                r.environment.cores,
-                r.environment.netlab_version,
-                r.environment
-                    .client_core
-                    .map_or("any".into(), |c| c.to_string()),
-                r.environment
-                    .server_core
-                    .map_or("any".into(), |c| c.to_string()),
-                r.environment.load_average,
-            );
+            println!("{}", r.environment.line());
             let transport = match outcome.reports.iter().find(|r| !r.target.is_empty()) {
                 Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
                 _ => "TCP on 127.0.0.1",
