@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::charts;
+use crate::charts::{self, Bar, Series};
+use crate::environment;
 use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
+use crate::rounds::{self, Figure};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
 use crate::Workload;
 
@@ -31,6 +33,8 @@ pub struct Plan {
     pub max_processes: usize,
     /// Serve on Unix-domain sockets instead of TCP loopback.
     pub unix: bool,
+    /// Run every model this many times, interleaved; more than one gives medians and spreads.
+    pub rounds: usize,
 }
 
 /// Where client and server run.
@@ -157,6 +161,55 @@ fn run_model(
     report
 }
 
+/// Every model `plan.rounds` times, interleaved (round k starts at the k-th model), then one
+/// row per model: the run itself for a single round, the medians and spreads for several.
+fn run_rounds(
+    plan: &Plan,
+    workload: &Workload,
+    bin_dir: &Path,
+    env: &Environment,
+    placement: &Placement,
+    label: &dyn Fn(&ModelSpec) -> String,
+) -> Vec<RunReport> {
+    let n = plan.models.len();
+    let total = plan.rounds.max(1);
+    let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); n];
+    for round in 0..total {
+        for i in rounds::order(n, round) {
+            let spec = &plan.models[i];
+            // A model that could not run (or was skipped) once is not tried again.
+            if runs[i].iter().any(|r| !r.status.measured()) {
+                continue;
+            }
+            let report = match too_many_processes(spec, workload, env, plan) {
+                Some(skipped) => skipped,
+                None => {
+                    if total > 1 {
+                        eprintln!("loadgen: {} (round {}/{total}) ...", label(spec), round + 1);
+                    } else {
+                        eprintln!("loadgen: {} ...", label(spec));
+                    }
+                    run_model(spec, bin_dir, workload, env, placement, plan)
+                }
+            };
+            runs[i].push(report);
+        }
+    }
+    let load = environment::load_average();
+    runs.into_iter()
+        .zip(&plan.models)
+        .map(|(mut runs, spec)| {
+            let mut row = if total == 1 || runs.len() == 1 {
+                runs.remove(0)
+            } else {
+                rounds::combine(runs, load.clone())
+            };
+            row.model = label(spec);
+            row
+        })
+        .collect()
+}
+
 /// The forking server makes a process per connection: above `--max-processes` its row is
 /// skipped rather than run.
 fn too_many_processes(
@@ -204,22 +257,10 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
     let mut env = Environment::detect(&plan.workload);
     env.client_core = placement.client;
     env.server_core = placement.server;
-    let mut reports = Vec::new();
-    for spec in &plan.models {
-        if let Some(skipped) = too_many_processes(spec, &plan.workload, &env, plan) {
-            reports.push(skipped);
-            continue;
-        }
-        eprintln!("loadgen: {} ...", spec.name);
-        reports.push(run_model(
-            spec,
-            &bin_dir,
-            &plan.workload,
-            &env,
-            &placement,
-            plan,
-        ));
-    }
+    let mut reports = run_rounds(plan, &plan.workload, &bin_dir, &env, &placement, &|spec| {
+        spec.name.to_string()
+    });
+    rounds::mark_overlaps(&mut reports);
     let out_dir = output_dir(out, "netlab-report")?;
     let mut files = write_results(&out_dir, &reports)?;
     let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status.measured()).collect();
@@ -229,29 +270,71 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         env.kernel,
         env.cpu_model
     );
-    let chart = |name: &str, title: &str, y: &str, f: &dyn Fn(&RunReport) -> f64| {
-        let path = out_dir.join(name);
-        let data: Vec<(String, f64)> = measured.iter().map(|r| (r.model.clone(), f(r))).collect();
-        charts::bars(&path, title, &subtitle, y, &data).map(|_| path)
+    let range = |r: &RunReport, figure: Figure| {
+        let s = r.rounds.as_ref()?.spread(figure)?;
+        Some((s.min, s.max))
     };
-    files.push(chart(
-        "throughput.svg",
-        "Throughput (messages/s)",
-        "messages/s",
-        &|r| r.msgs_per_s,
-    )?);
-    files.push(chart(
-        "p99.svg",
-        "p99 latency (us)",
-        "p99 latency (us)",
-        &|r| r.latency.p99_us,
-    )?);
-    files.push(chart(
-        "cpu-per-msg.svg",
-        "Server CPU per message (us, user+system)",
-        "server CPU us/message (user+sys)",
-        &|r| r.server.as_ref().map_or(0.0, |s| s.cpu_us_per_msg),
-    )?);
+    let bar = |r: &RunReport, segments: Vec<f64>, figure: Figure| Bar {
+        label: r.model.clone(),
+        segments,
+        range: range(r, figure),
+    };
+    let plain = |f: &dyn Fn(&RunReport) -> f64, figure: Figure| -> Vec<Bar> {
+        measured
+            .iter()
+            .map(|r| bar(r, vec![f(r)], figure))
+            .collect()
+    };
+    let cpu: Vec<Bar> = measured
+        .iter()
+        .map(|r| {
+            let segments = match &r.server {
+                Some(s) if s.cpu_user_us_per_msg.is_finite() => {
+                    vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
+                }
+                // No clock tick in the window: the split is unknown, the total is not.
+                Some(s) => vec![0.0, s.cpu_us_per_msg],
+                None => vec![0.0, 0.0],
+            };
+            bar(r, segments, Figure::ServerCpuUsPerMsg)
+        })
+        .collect();
+    let whiskers = if plan.rounds > 1 {
+        format!(
+            "; whiskers: min..max of {} rounds, bars the median",
+            plan.rounds
+        )
+    } else {
+        String::new()
+    };
+    let subtitle = subtitle + &whiskers;
+    for (name, title, y, names, data) in [
+        (
+            "throughput.svg",
+            "Throughput (messages/s)",
+            "messages/s",
+            &["msg/s"][..],
+            plain(&|r| r.msgs_per_s, Figure::MsgsPerS),
+        ),
+        (
+            "p99.svg",
+            "p99 latency (us)",
+            "p99 latency (us)",
+            &["p99"][..],
+            plain(&|r| r.latency.p99_us, Figure::P99Us),
+        ),
+        (
+            "cpu-per-msg.svg",
+            "Server CPU per message (us, user + system stacked)",
+            "server CPU us/message",
+            &["user", "system"][..],
+            cpu,
+        ),
+    ] {
+        let path = out_dir.join(name);
+        charts::bars(&path, title, &subtitle, y, names, &data)?;
+        files.push(path);
+    }
     Ok(Outcome {
         reports,
         out_dir,
@@ -304,37 +387,33 @@ pub fn sweep(
         let mut env = Environment::detect(&workload);
         env.client_core = placement.client;
         env.server_core = placement.server;
-        for spec in &plan.models {
-            let label = format!("{} {}={value}", spec.name, dimension.name());
-            let mut report = match too_many_processes(spec, &workload, &env, plan) {
-                Some(skipped) => skipped,
-                None => {
-                    eprintln!("loadgen: {label} ...");
-                    run_model(spec, &bin_dir, &workload, &env, &placement, plan)
-                }
-            };
-            report.model = label;
-            reports.push(report);
-        }
+        let label = |spec: &ModelSpec| format!("{} {}={value}", spec.name, dimension.name());
+        let mut rows = run_rounds(plan, &workload, &bin_dir, &env, &placement, &label);
+        // Models are told apart at the same value, not across values.
+        rounds::mark_overlaps(&mut rows);
+        reports.extend(rows);
     }
     let out_dir = output_dir(out, "netlab-sweep")?;
     let mut files = write_results(&out_dir, &reports)?;
-    let series = |f: &dyn Fn(&RunReport) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
+    let series = |f: &dyn Fn(&RunReport) -> Option<f64>, figure: Figure| -> Vec<Series> {
         plan.models
             .iter()
             .enumerate()
             .map(|(k, spec)| {
-                let points = (0..values.len())
-                    .map(|v| {
-                        let r = &reports[v * plan.models.len() + k];
-                        if r.status == Status::Ok {
-                            f(r)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                (spec.name.to_string(), points)
+                let at = |v: usize| {
+                    let r = &reports[v * plan.models.len() + k];
+                    (r.status == Status::Ok).then_some(r)
+                };
+                Series {
+                    name: spec.name.to_string(),
+                    points: (0..values.len()).map(|v| at(v).and_then(f)).collect(),
+                    ranges: (0..values.len())
+                        .map(|v| {
+                            let s = at(v)?.rounds.as_ref()?.spread(figure)?;
+                            Some((s.min, s.max))
+                        })
+                        .collect(),
+                }
             })
             .collect()
     };
@@ -346,28 +425,47 @@ pub fn sweep(
         plan.workload.describe_varying(Some(what)),
         listed.join(", ")
     );
-    for (file, title, y, f) in [
+    let chart_footer = if plan.rounds > 1 {
+        format!(
+            "{footer}; median of {} rounds, whiskers min..max",
+            plan.rounds
+        )
+    } else {
+        footer.clone()
+    };
+    for (file, title, y, f, figure) in [
         (
             "sweep-throughput.svg",
             format!("Throughput, {subtitle}"),
             "messages/s",
             &(|r: &RunReport| Some(r.msgs_per_s)) as &dyn Fn(&RunReport) -> Option<f64>,
+            Figure::MsgsPerS,
         ),
         (
             "sweep-cpu-per-msg.svg",
             format!("Server CPU per message, {subtitle}"),
             "server CPU us/message",
             &|r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg),
+            Figure::ServerCpuUsPerMsg,
         ),
         (
             "sweep-p99.svg",
             format!("p99 latency, {subtitle}"),
             "p99 latency (us)",
             &|r: &RunReport| Some(r.latency.p99_us),
+            Figure::P99Us,
         ),
     ] {
         let path = out_dir.join(file);
-        charts::lines(&path, &title, what, y, values, &series(f), &footer)?;
+        charts::lines(
+            &path,
+            &title,
+            what,
+            y,
+            values,
+            &series(f, figure),
+            &chart_footer,
+        )?;
         files.push(path);
     }
     let summary = sweep_summary(&reports, &plan.models, dimension, values);

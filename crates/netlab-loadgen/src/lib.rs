@@ -8,6 +8,7 @@
 //! | [`errors`]   | the error counters by kind; client limits told apart from server faults   |
 //! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
 //! | [`report`]   | one run's result: [`RunReport`], its [`report::Status`], percentiles       |
+//! | [`rounds`]   | `--rounds N`: medians, min..max spreads, unstable and not-distinguishable marks |
 //! | [`measure`]  | [`measure()`]: the engine run with the server sampled at the window's edges |
 //! | [`render`]   | the table (comfy-table) and its notes, JSON, CSV                          |
 //! | [`environment`] | the machine a result was measured on, in every report                  |
@@ -28,6 +29,7 @@ pub mod frame;
 pub mod measure;
 pub mod render;
 pub mod report;
+pub mod rounds;
 pub mod servers;
 pub mod syscalls;
 pub mod target;

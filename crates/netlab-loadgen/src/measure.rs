@@ -140,6 +140,7 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
         server,
         server_stopped: None,
         syscalls,
+        rounds: None,
     })
 }
 

@@ -4,6 +4,7 @@
 use comfy_table::{CellAlignment, ColumnConstraint, Table, TableComponent};
 
 use crate::report::{RunReport, Status};
+use crate::rounds::{self, Figure};
 use crate::units::human;
 
 /// Output format of every command.
@@ -93,8 +94,25 @@ pub const TABLE_HEADER: &[&str] = &[
     "syscalls/msg",
 ];
 
+/// ` [min..max]` after a median, and `~` when another row's range overlaps it; nothing for a
+/// single round.
+fn spread_suffix(r: &RunReport, figure: Figure, fmt: &dyn Fn(f64) -> String) -> String {
+    let Some(rounds) = &r.rounds else {
+        return String::new();
+    };
+    let Some(s) = rounds.spread(figure) else {
+        return String::new();
+    };
+    let mark = if rounds.not_distinguishable.on(figure).is_empty() {
+        ""
+    } else {
+        "~"
+    };
+    format!(" [{}..{}]{mark}", fmt(s.min), fmt(s.max))
+}
+
 /// One report's cells, in [`TABLE_HEADER`]'s order.
-fn row(r: &RunReport) -> Vec<String> {
+pub fn row(r: &RunReport) -> Vec<String> {
     if !r.status.measured() {
         let mut row = vec![r.model.clone(), "-".into()];
         row.resize(TABLE_HEADER.len() - 1, "-".into());
@@ -110,7 +128,7 @@ fn row(r: &RunReport) -> Vec<String> {
                     "{:.2} ({:.2}+{:.2})",
                     s.cpu_us_per_msg, s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
                 )
-            },
+            } + &spread_suffix(r, Figure::ServerCpuUsPerMsg, &|v| format!("{v:.2}")),
             format!("{:.0}%", s.cpu_busy * 100.0),
             format!(
                 "{:.2}/{:.2}",
@@ -137,11 +155,11 @@ fn row(r: &RunReport) -> Vec<String> {
     };
     let mut cells = vec![
         r.model.clone(),
-        human(r.msgs_per_s),
+        human(r.msgs_per_s) + &spread_suffix(r, Figure::MsgsPerS, &human),
         format!("{:.1}", r.mb_per_s),
         fmt_us(r.latency.p50_us),
         fmt_us(r.latency.p90_us),
-        fmt_us(r.latency.p99_us),
+        fmt_us(r.latency.p99_us) + &spread_suffix(r, Figure::P99Us, &fmt_us),
         fmt_us(r.latency.p999_us),
         fmt_us(r.latency.max_us),
     ];
@@ -172,7 +190,7 @@ pub fn table(reports: &[RunReport]) -> String {
 
 /// What a cell cannot say: per-model notes, then the ones that hold for the whole table.
 pub fn notes(reports: &[RunReport]) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes = rounds::notes(reports);
     for r in reports {
         if let Some(note) = &r.note {
             notes.push(format!("{}: {note}", r.model));
@@ -301,6 +319,17 @@ pub const CSV_HEADER: &[&str] = &[
     "cores",
     "netlab_version",
     "load_average",
+    "rounds",
+    "msgs_per_s_min",
+    "msgs_per_s_max",
+    "p99_us_min",
+    "p99_us_max",
+    "server_cpu_us_per_msg_min",
+    "server_cpu_us_per_msg_max",
+    "unstable",
+    "not_distinguishable_msgs_per_s",
+    "not_distinguishable_p99_us",
+    "not_distinguishable_server_cpu_us_per_msg",
 ];
 
 fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
@@ -371,9 +400,31 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
             r.environment.netlab_version.clone(),
             r.environment.load_average.clone(),
         ];
+        let mut record = record;
+        record.extend(rounds_columns(r));
         writer.write_record(&record)?;
     }
     Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+/// The rounds columns: empty for a single round.
+fn rounds_columns(r: &RunReport) -> Vec<String> {
+    let Some(rounds) = &r.rounds else {
+        return vec![String::new(); 11];
+    };
+    let mut cells = vec![rounds.count.to_string()];
+    for figure in Figure::ALL {
+        match rounds.spread(figure) {
+            Some(s) => cells.extend([s.min.to_string(), s.max.to_string()]),
+            None => cells.extend([String::new(), String::new()]),
+        }
+    }
+    let names: Vec<&str> = rounds.unstable.iter().map(|f| f.label()).collect();
+    cells.push(names.join(" "));
+    for figure in Figure::ALL {
+        cells.push(rounds.not_distinguishable.on(figure).join(" "));
+    }
+    cells
 }
 
 #[cfg(test)]

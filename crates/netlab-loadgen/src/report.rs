@@ -135,6 +135,10 @@ pub struct RunReport {
     /// The server's own summary line when loadgen stopped it.
     pub server_stopped: Option<String>,
     pub syscalls: SyscallReport,
+    /// With `--rounds N` (N > 1): the spread of the headline figures over the rounds, which
+    /// then hold the medians.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<crate::rounds::Rounds>,
 }
 
 impl RunReport {
@@ -166,6 +170,7 @@ impl RunReport {
             server: None,
             server_stopped: None,
             syscalls: SyscallReport::absent("not measured"),
+            rounds: None,
         }
     }
 

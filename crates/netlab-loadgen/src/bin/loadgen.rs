@@ -83,11 +83,11 @@ struct Shape {
 /// Flags every command shares.
 #[derive(Args, Clone)]
 struct LoadFlags {
-    /// Measured duration: 10s, 2m, 500ms [default: 10s; compare 5s; sweep 2s].
+    /// Measured duration: 10s, 2m, 500ms [default: 10s; compare and sweep 2s].
     #[arg(short = 'd', long, value_parser = parse_duration)]
     duration: Option<Duration>,
 
-    /// Warmup before the measured window [default: 1s; sweep 500ms].
+    /// Warmup before the measured window [default: 1s; compare and sweep 500ms].
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
 
@@ -141,9 +141,16 @@ struct ServerFlags {
     #[arg(long)]
     no_build: bool,
 
-    /// Output folder [default: ./netlab-report-YYYYmmdd-HHMMSS].
+    /// Output folder, new or empty [default: compare ./netlab-report-YYYYmmdd-HHMMSS, sweep
+    /// ./netlab-sweep-YYYYmmdd-HHMMSS; -2, -3, ... appended if taken].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+
+    /// Run every model N times, interleaved (A B C, B C A, ...); more than one reports the
+    /// median and the spread (min..max of the rounds) of msg/s, p99 and server CPU per message
+    /// [default: compare 3, sweep 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: Option<u64>,
 
     /// Do not pin client and server to different cores.
     #[arg(long)]
@@ -279,10 +286,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Target::Tcp("127.0.0.1:0".parse().unwrap()),
                 &args.shape,
                 &args.load,
-                Duration::from_secs(5),
-                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_millis(500),
             );
-            let plan = plan(workload, &args.servers, &args.load)?;
+            let plan = plan(workload, &args.servers, &args.load, 3)?;
             let outcome = compare::compare(&plan, args.servers.out.as_deref())?;
             finish(&outcome, args.load.format)
         }
@@ -344,7 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 // keeps the 10,000-connection step within about half a second.
                 workload.connect_rate = Some(20_000.0);
             }
-            let plan = plan(workload, &args.servers, &args.load)?;
+            let plan = plan(workload, &args.servers, &args.load, 1)?;
             let outcome = compare::sweep(&plan, dimension, &values, args.servers.out.as_deref())?;
             finish(&outcome, args.load.format)
         }
@@ -408,7 +415,12 @@ fn workload(
     }
 }
 
-fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Result<Plan> {
+fn plan(
+    workload: Workload,
+    flags: &ServerFlags,
+    load: &LoadFlags,
+    default_rounds: usize,
+) -> anyhow::Result<Plan> {
     Ok(Plan {
         workload,
         models: servers::select_models(&flags.models)?,
@@ -418,6 +430,7 @@ fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Re
         pin: !flags.no_pin,
         max_processes: flags.max_processes,
         unix: flags.unix,
+        rounds: flags.rounds.map_or(default_rounds, |n| n as usize),
     })
 }
 

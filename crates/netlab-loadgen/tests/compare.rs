@@ -1,0 +1,159 @@
+//! `loadgen compare` and `sweep` end to end on tiny workloads: rounds and spreads, the report
+//! folder and its page, and the bad input refused before any server starts.
+//!
+//! The echo servers belong to the root package, so they are built once here (`cargo build
+//! --bins -p netlab`, same target dir and profile) and passed with `--bin-dir`. Every run is a
+//! few hundred milliseconds of load.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use netlab_loadgen::servers;
+
+fn server_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let profile = servers::own_profile_dir().expect("test binary location");
+        let root = servers::workspace_root().expect("tests run from the workspace");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(&root)
+            .args(["build", "--quiet", "--bins", "-p", "netlab"])
+            .env("CARGO_TARGET_DIR", profile.parent().unwrap());
+        if profile.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("run cargo").success(), "build failed");
+        profile
+    })
+}
+
+fn loadgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("run loadgen")
+}
+
+/// `compare` with a tiny workload into `out`, plus `extra` flags.
+fn tiny_compare(models: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "compare",
+        "--models",
+        models,
+        "-c",
+        "4",
+        "-d",
+        "200ms",
+        "--warmup",
+        "50ms",
+        "--bin-dir",
+        server_dir().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    loadgen(&args)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn two_rounds_give_medians_spreads_and_marks_in_table_json_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_compare("epoll-lt,poll", dir.path(), &["--rounds", "2"]);
+    let table = stdout(&out);
+    assert!(out.status.success(), "{table}\n{}", stderr(&out));
+    // The rounds ran interleaved: epoll-lt first in round 1, poll first in round 2.
+    let progress = stderr(&out);
+    let order: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.contains("(round "))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["epoll-lt", "poll", "poll", "epoll-lt"],
+        "{progress}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one row per model, not per round");
+    for row in rows {
+        let model = row["model"].as_str().unwrap();
+        let rounds = &row["rounds"];
+        assert_eq!(rounds["count"], 2, "{model}");
+        assert_eq!(rounds["spread_is"], "min..max of the rounds");
+        let msgs = &rounds["msgs_per_s"];
+        let values: Vec<f64> = msgs["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(values.len(), 2);
+        let (lo, hi) = (values[0].min(values[1]), values[0].max(values[1]));
+        assert_eq!(msgs["min"].as_f64().unwrap(), lo);
+        assert_eq!(msgs["max"].as_f64().unwrap(), hi);
+        assert_eq!(msgs["median"].as_f64().unwrap(), (lo + hi) / 2.0);
+        assert_eq!(
+            row["msgs_per_s"], msgs["median"],
+            "the row holds the median"
+        );
+        assert!(rounds["server_cpu_us_per_msg"]["median"].as_f64().unwrap() > 0.0);
+        assert!(rounds["not_distinguishable"]["p99_us"].is_array());
+        // The table shows the same spread.
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(model))
+            .unwrap_or_else(|| panic!("no {model} row: {table}"));
+        assert!(line.contains(".."), "{line}");
+    }
+    // Overlap is symmetric, and the table's marks follow the JSON.
+    for figure in ["msgs_per_s", "p99_us", "server_cpu_us_per_msg"] {
+        let nd = |i: usize| rows[i]["rounds"]["not_distinguishable"][figure].clone();
+        let a_sees_b = nd(0).as_array().unwrap().iter().any(|m| m == "poll");
+        let b_sees_a = nd(1).as_array().unwrap().iter().any(|m| m == "epoll-lt");
+        assert_eq!(a_sees_b, b_sees_a, "{figure}");
+        let label = match figure {
+            "msgs_per_s" => "msg/s",
+            "p99_us" => "p99",
+            _ => "srv us/msg",
+        };
+        let noted = table.contains(&format!("not distinguishable on {label}: epoll-lt ~ poll"));
+        assert_eq!(a_sees_b, noted, "{figure}: {table}");
+    }
+    assert!(table.contains("median of 2 interleaved rounds"), "{table}");
+
+    let csv_text = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    let col = |r: &csv::StringRecord, name: &str| {
+        r[header.iter().position(|h| h == name).unwrap()].to_string()
+    };
+    for (record, row) in records.iter().zip(rows) {
+        assert_eq!(col(record, "rounds"), "2");
+        let min: f64 = col(record, "msgs_per_s_min").parse().unwrap();
+        assert_eq!(min, row["rounds"]["msgs_per_s"]["min"].as_f64().unwrap());
+        let nd: Vec<String> = row["rounds"]["not_distinguishable"]["msgs_per_s"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(col(record, "not_distinguishable_msgs_per_s"), nd.join(" "));
+    }
+}
