@@ -148,7 +148,8 @@ pub fn bars(
     if stacked {
         for (k, name) in segment_names.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
-            let y = 30 + 20 * k as i32;
+            // Below the title, in the plot's top right corner.
+            let y = 70 + 20 * k as i32;
             root.draw(&Rectangle::new([(760, y), (774, y + 14)], color.filled()))
                 .map_err(|e| anyhow!("{e}"))?;
             root.draw(&Text::new(

@@ -2,7 +2,9 @@
 //!
 //! Each run: start the server on 127.0.0.1:0 pinned to core 1 (the client's threads are on
 //! core 0), read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
-//! exited 0. The results go to a folder of JSON, CSV and SVG files named on stdout.
+//! exited 0. With `--rounds N`, every model runs N times, interleaved, and its row holds the
+//! medians and spreads ([`crate::rounds`]). The results go to a folder named on stdout:
+//! results.json, results.csv, SVG charts and index.html ([`crate::page`]), the page of it all.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::charts::{self, Bar, Series};
 use crate::environment;
+use crate::page::{self, Page};
 use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
 use crate::rounds::{self, Figure};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
@@ -299,49 +302,66 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             bar(r, segments, Figure::ServerCpuUsPerMsg)
         })
         .collect();
-    let whiskers = if plan.rounds > 1 {
-        format!(
-            "; whiskers: min..max of {} rounds, bars the median",
-            plan.rounds
-        )
+    // The spread goes in the title: the subtitle is already as long as a chart is wide.
+    let of_rounds = if plan.rounds > 1 {
+        format!(", median and min..max of {} rounds", plan.rounds)
     } else {
         String::new()
     };
-    let subtitle = subtitle + &whiskers;
     for (name, title, y, names, data) in [
         (
             "throughput.svg",
-            "Throughput (messages/s)",
+            format!("Throughput (messages/s){of_rounds}"),
             "messages/s",
             &["msg/s"][..],
             plain(&|r| r.msgs_per_s, Figure::MsgsPerS),
         ),
         (
             "p99.svg",
-            "p99 latency (us)",
+            format!("p99 latency (us){of_rounds}"),
             "p99 latency (us)",
             &["p99"][..],
             plain(&|r| r.latency.p99_us, Figure::P99Us),
         ),
         (
             "cpu-per-msg.svg",
-            "Server CPU per message (us, user + system stacked)",
+            format!("Server CPU per message (us, user + system){of_rounds}"),
             "server CPU us/message",
             &["user", "system"][..],
             cpu,
         ),
     ] {
         let path = out_dir.join(name);
-        charts::bars(&path, title, &subtitle, y, names, &data)?;
+        charts::bars(&path, &title, &subtitle, y, names, &data)?;
         files.push(path);
     }
+    let workload = plan.workload.describe();
+    let charts = files[2..].to_vec();
+    files.push(page::write(
+        &out_dir,
+        &Page {
+            title: "netlab compare",
+            workload: &format!("{workload} over {}", transport(&reports)),
+            charts: &charts,
+            preformatted: None,
+        },
+        &reports,
+    )?);
     Ok(Outcome {
         reports,
         out_dir,
         files,
         summary: None,
-        workload: plan.workload.describe(),
+        workload,
     })
+}
+
+/// `TCP on 127.0.0.1` or `Unix-domain stream sockets`, from the rows' targets.
+pub fn transport(reports: &[RunReport]) -> &'static str {
+    match reports.iter().find(|r| !r.target.is_empty()) {
+        Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
+        _ => "TCP on 127.0.0.1",
+    }
 }
 
 /// What `sweep` varies.
@@ -469,6 +489,17 @@ pub fn sweep(
         files.push(path);
     }
     let summary = sweep_summary(&reports, &plan.models, dimension, values);
+    let charts = files[2..].to_vec();
+    files.push(page::write(
+        &out_dir,
+        &Page {
+            title: &format!("netlab sweep ({what})"),
+            workload: &format!("{footer} over {}", transport(&reports)),
+            charts: &charts,
+            preformatted: Some(&summary),
+        },
+        &reports,
+    )?);
     Ok(Outcome {
         reports,
         out_dir,

@@ -11,6 +11,7 @@
 //! | [`rounds`]   | `--rounds N`: medians, min..max spreads, unstable and not-distinguishable marks |
 //! | [`measure`]  | [`measure()`]: the engine run with the server sampled at the window's edges |
 //! | [`render`]   | the table (comfy-table) and its notes, JSON, CSV                          |
+//! | [`page`]     | `index.html`: the whole report on one self-contained page                 |
 //! | [`environment`] | the machine a result was measured on, in every report                  |
 //! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
 //! | [`syscalls`] | syscalls per message from perf tracepoints                                 |
@@ -27,6 +28,7 @@ pub mod environment;
 pub mod errors;
 pub mod frame;
 pub mod measure;
+pub mod page;
 pub mod render;
 pub mod report;
 pub mod rounds;

@@ -157,3 +157,47 @@ fn two_rounds_give_medians_spreads_and_marks_in_table_json_and_csv() {
         assert_eq!(col(record, "not_distinguishable_msgs_per_s"), nd.join(" "));
     }
 }
+
+#[test]
+fn the_report_page_holds_every_row_every_chart_and_the_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    // fork with more connections than --max-processes: a skipped row, which the page must
+    // still show (greyed) and explain.
+    let out = tiny_compare(
+        "epoll-et,select,fork",
+        dir.path(),
+        &["--rounds", "1", "--max-processes", "1"],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("index.html"), "the page is named");
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for model in ["epoll-et", "select", "fork"] {
+        assert!(
+            page.contains(&format!(
+                "<tr class=\"{}\" data-model=\"{model}\"><td>{model}</td>",
+                if model == "fork" { "skipped" } else { "ok" }
+            )),
+            "{model} row"
+        );
+    }
+    for chart in ["throughput.svg", "p99.svg", "cpu-per-msg.svg"] {
+        let svg = std::fs::read_to_string(dir.path().join(chart)).unwrap();
+        let body = &svg[svg.find("<svg").unwrap()..];
+        assert!(page.contains(body), "{chart} is inlined whole");
+        assert!(page.contains(&format!("id=\"{chart}\"")), "{chart}");
+    }
+    assert_eq!(page.matches("<svg").count(), 3);
+    assert!(
+        page.contains("fork: skipped: would fork 4 processes"),
+        "the skip note"
+    );
+    assert!(page.contains("<b>workload:</b> 4 connections"));
+    assert!(page.contains("<b>environment:</b> Linux"));
+    // Nothing from the network: no script, no external link but the folder's own files.
+    assert!(!page.contains("<script"));
+    // (The SVGs' xmlns is a name, not a fetch.)
+    for fetch in ["href=\"http", " src=", "url(", "@import"] {
+        assert!(!page.contains(fetch), "no network: {fetch}");
+    }
+}

@@ -442,10 +442,7 @@ fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
         }
         if let Some(r) = outcome.reports.first() {
             println!("{}", r.environment.line());
-            let transport = match outcome.reports.iter().find(|r| !r.target.is_empty()) {
-                Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
-                _ => "TCP on 127.0.0.1",
-            };
+            let transport = compare::transport(&outcome.reports);
             println!("workload: {} over {transport}", outcome.workload);
         }
     }
