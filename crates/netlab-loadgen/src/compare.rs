@@ -17,7 +17,7 @@ use crate::page::{self, Page};
 use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
 use crate::rounds::{self, Figure};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
-use crate::Workload;
+use crate::{BadArgument, Workload};
 
 /// How to run a set of models.
 #[derive(Debug, Clone)]
@@ -255,6 +255,9 @@ impl Outcome {
 
 /// `compare`: every model with the same workload.
 pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
+    // Bad input is refused before anything is built, started or written.
+    plan.workload.check()?;
+    let out_dir = output_dir(out, "netlab-report")?;
     let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
     let placement = place(plan.pin);
     let mut env = Environment::detect(&plan.workload);
@@ -264,7 +267,6 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         spec.name.to_string()
     });
     rounds::mark_overlaps(&mut reports);
-    let out_dir = output_dir(out, "netlab-report")?;
     let mut files = write_results(&out_dir, &reports)?;
     let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status.measured()).collect();
     let subtitle = format!(
@@ -398,6 +400,14 @@ pub fn sweep(
     values: &[u64],
     out: Option<&Path>,
 ) -> anyhow::Result<Outcome> {
+    // Bad input (at any of the values) is refused before anything is built, started or
+    // written.
+    for &value in values {
+        let mut workload = plan.workload.clone();
+        dimension.apply(&mut workload, value);
+        workload.check()?;
+    }
+    let out_dir = output_dir(out, "netlab-sweep")?;
     let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
     let placement = place(plan.pin);
     let mut reports = Vec::new();
@@ -413,7 +423,6 @@ pub fn sweep(
         rounds::mark_overlaps(&mut rows);
         reports.extend(rows);
     }
-    let out_dir = output_dir(out, "netlab-sweep")?;
     let mut files = write_results(&out_dir, &reports)?;
     let series = |f: &dyn Fn(&RunReport) -> Option<f64>, figure: Figure| -> Vec<Series> {
         plan.models
@@ -564,15 +573,50 @@ fn write_results(dir: &Path, reports: &[RunReport]) -> anyhow::Result<Vec<PathBu
     Ok(vec![json, csv])
 }
 
-/// The output folder: `out`, or `./PREFIX-YYYYmmdd-HHMMSS/` (UTC).
+/// The output folder, made before the first run: `out` if it is new or empty (a folder that
+/// holds anything is refused, not overwritten), or a new `./PREFIX-YYYYmmdd-HHMMSS/` (UTC).
 fn output_dir(out: Option<&Path>, prefix: &str) -> anyhow::Result<PathBuf> {
-    let dir = match out {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from(format!("{prefix}-{}", timestamp())),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-    Ok(dir)
+    match out {
+        Some(dir) => {
+            if let Ok(mut entries) = std::fs::read_dir(dir) {
+                if entries.next().is_some() {
+                    return Err(BadArgument(format!(
+                        "--out {}: that folder is not empty; give a new or empty one (nothing was written)",
+                        dir.display()
+                    ))
+                    .into());
+                }
+            }
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+            Ok(dir.to_path_buf())
+        }
+        None => new_dir(Path::new("."), &format!("{prefix}-{}", timestamp())),
+    }
+}
+
+/// Makes `base/name`, or `base/name-2`, `-3`, ... if it exists: `create_dir` fails when the
+/// folder exists, so two runs started in the same second never share one.
+fn new_dir(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    for n in 1..1000 {
+        let dir = if n == 1 {
+            base.join(name)
+        } else {
+            base.join(format!("{name}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir.strip_prefix(".").map(Path::to_path_buf).unwrap_or(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create output folder {}", dir.display()))
+            }
+        }
+    }
+    anyhow::bail!(
+        "cannot find a free output folder name {name}-N in {}",
+        base.display()
+    )
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC.
@@ -615,5 +659,28 @@ mod tests {
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(timestamp().len(), 15);
+    }
+
+    #[test]
+    fn two_runs_in_the_same_second_get_two_folders() {
+        let base = tempfile::tempdir().unwrap();
+        let a = new_dir(base.path(), "netlab-report-20260101-000000").unwrap();
+        let b = new_dir(base.path(), "netlab-report-20260101-000000").unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        assert!(b.to_string_lossy().ends_with("-000000-2"));
+    }
+
+    #[test]
+    fn a_folder_with_files_is_not_overwritten() {
+        let base = tempfile::tempdir().unwrap();
+        assert!(output_dir(Some(base.path()), "x").is_ok(), "empty is fine");
+        std::fs::write(base.path().join("results.json"), "[]").unwrap();
+        let e = output_dir(Some(base.path()), "x").unwrap_err();
+        assert!(e.downcast_ref::<BadArgument>().is_some(), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(base.path().join("results.json")).unwrap(),
+            "[]"
+        );
     }
 }

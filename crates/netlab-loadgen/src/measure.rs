@@ -2,6 +2,7 @@
 //! (and perf, with `--syscalls`) at the edges of the measured window, then assembles the
 //! [`RunReport`], with the client's own cost and the bottleneck verdict.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,7 +12,8 @@ use crate::engine::{self, ClientCpu, Window};
 use crate::environment::Environment;
 use crate::report::{ClientReport, Percentiles, RunReport, Status};
 use crate::syscalls::{PerfCounter, SyscallReport};
-use crate::workload::Workload;
+use crate::target::Target;
+use crate::workload::{BadArgument, Workload};
 
 /// What to measure besides the engine's own figures.
 pub struct MeasureOptions {
@@ -65,6 +67,81 @@ impl Window for Sampler {
     }
 }
 
+/// Whether a pid holds the target's listening socket.
+#[derive(Debug, PartialEq, Eq)]
+enum Listener {
+    /// The pid has a descriptor on it.
+    Held,
+    /// Something listens on the target, but not this pid's tree.
+    Elsewhere { inodes: Vec<u64> },
+    /// Nothing listens there, or the tables cannot be read: the run itself will tell.
+    Unknown,
+}
+
+/// Looks the target's listening socket up in the pid's network namespace (/proc/PID/net/tcp,
+/// tcp6 or unix: state LISTEN, the target's port or path) and then in the pid's fd table
+/// (`/proc/PID/fd/N -> socket:[INODE]`).
+fn listener_of(pid: i32, target: &Target) -> Listener {
+    let mut inodes: Vec<u64> = Vec::new();
+    match target {
+        Target::Tcp(addr) => {
+            for table in ["tcp", "tcp6"] {
+                let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+                    continue;
+                };
+                for line in text.lines().skip(1) {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let port = f
+                        .get(1)
+                        .and_then(|a| a.rsplit_once(':'))
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                    if f.get(3) == Some(&"0A") && port == Some(addr.port()) {
+                        inodes.extend(f.get(9).and_then(|i| i.parse::<u64>().ok()));
+                    }
+                }
+            }
+        }
+        Target::Unix(path) => {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/unix")) else {
+                return Listener::Unknown;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+                if f.get(3) == Some(&"00010000") && f.get(7).map(Path::new) == Some(path.as_path())
+                {
+                    inodes.extend(f.get(6).and_then(|i| i.parse::<u64>().ok()));
+                }
+            }
+        }
+    }
+    inodes.retain(|i| *i != 0);
+    if inodes.is_empty() {
+        return Listener::Unknown;
+    }
+    // The pid itself, not its tree: every tree is a subtree of pid 1's, and a server's own
+    // process holds its listener (a forking server's children hold copies).
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Listener::Unknown;
+    };
+    {
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let link = link.to_string_lossy();
+            let inode = link
+                .strip_prefix("socket:[")
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|i| i.parse::<u64>().ok());
+            if inode.is_some_and(|i| inodes.contains(&i)) {
+                return Listener::Held;
+            }
+        }
+    }
+    Listener::Elsewhere { inodes }
+}
+
 /// Runs the engine on `workload` and assembles the report.
 pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<RunReport> {
     let mut sampler = Sampler {
@@ -79,6 +156,14 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
     if let Some(pid) = options.server_pid {
         if sampler.baseline.is_none() {
             anyhow::bail!("no process {pid} (--server-pid): cannot read /proc/{pid}");
+        }
+        if let Listener::Elsewhere { inodes } = listener_of(pid, &workload.target) {
+            return Err(BadArgument(format!(
+                "--server-pid {pid} is not the server on {}: it holds no descriptor on the listening socket (inode {}); give the pid the server printed",
+                workload.target,
+                inodes.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ))
+            .into());
         }
     }
     let result = engine::run(workload, &mut sampler).context("load run failed")?;
@@ -208,6 +293,24 @@ mod tests {
             cpu_busy: busy,
             ..ServerCost::default()
         }
+    }
+
+    #[test]
+    fn the_listener_is_found_in_its_holders_fd_table() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::Tcp(listener.local_addr().unwrap());
+        let me = std::process::id() as i32;
+        assert_eq!(listener_of(me, &target), Listener::Held);
+        // pid 1 (init, or the container's first process) does not hold this test's socket.
+        assert!(matches!(
+            listener_of(1, &target),
+            Listener::Elsewhere { .. }
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sock");
+        let _unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(listener_of(me, &Target::Unix(path)), Listener::Held);
+        drop(listener);
     }
 
     #[test]

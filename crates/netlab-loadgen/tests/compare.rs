@@ -201,3 +201,107 @@ fn the_report_page_holds_every_row_every_chart_and_the_notes() {
         assert!(!page.contains(fetch), "no network: {fetch}");
     }
 }
+
+/// A usage error: exit status 2 and one line on stderr.
+fn assert_refused(out: &Output, says: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(says), "{err}");
+}
+
+#[test]
+fn a_workload_no_run_can_use_is_refused_before_any_server_starts() {
+    let base = tempfile::tempdir().unwrap();
+    // An empty --bin-dir: had compare gone as far as starting servers, it would have reported
+    // each as unavailable and written a report.
+    let bins = tempfile::tempdir().unwrap();
+    for (flags, says) in [
+        (&["-c", "0"][..], "at least one active connection"),
+        (&["--size", "1"][..], "--size must be at least"),
+    ] {
+        let out_dir = base.path().join("never");
+        let mut args = vec![
+            "compare",
+            "-d",
+            "1s",
+            "--bin-dir",
+            bins.path().to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend(flags);
+        let out = loadgen(&args);
+        assert_refused(&out, says);
+        assert!(stdout(&out).is_empty(), "no table");
+        assert!(!out_dir.exists(), "no report folder");
+    }
+    let out = loadgen(&[
+        "sweep",
+        "--size",
+        "512,1",
+        "--bin-dir",
+        bins.path().to_str().unwrap(),
+    ]);
+    assert_refused(&out, "--size must be at least");
+}
+
+#[test]
+fn out_onto_a_folder_with_files_is_refused_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("results.json"), "keep me").unwrap();
+    let out = tiny_compare("poll", dir.path(), &[]);
+    assert_refused(&out, "not empty");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+        "keep me"
+    );
+}
+
+#[test]
+fn sweep_help_names_the_folder_it_writes_and_git_ignores_it() {
+    let help = stdout(&loadgen(&["sweep", "--help"]));
+    assert!(
+        help.contains("sweep ./netlab-sweep-YYYYmmdd-HHMMSS"),
+        "{help}"
+    );
+    let help = stdout(&loadgen(&["compare", "--help"]));
+    assert!(
+        help.contains("compare ./netlab-report-YYYYmmdd-HHMMSS"),
+        "{help}"
+    );
+    let root = servers::workspace_root().unwrap();
+    let ignore = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    for folder in ["/netlab-report*/", "/netlab-sweep*/"] {
+        assert!(
+            ignore.lines().any(|l| l == folder),
+            "{folder} in .gitignore"
+        );
+    }
+}
+
+#[test]
+fn a_server_pid_that_is_not_the_listener_is_refused() {
+    let server = servers::RunningServer::start(
+        &server_dir().join("echo-poll"),
+        &[],
+        &servers::Listen::Tcp,
+        None,
+    )
+    .unwrap();
+    let target = server.target.to_string();
+    let common = [
+        "-c", "2", "-d", "100ms", "--warmup", "0s", "--format", "json",
+    ];
+    let mut args = vec![target.as_str(), "--server-pid", "1"];
+    args.extend(common);
+    let out = loadgen(&args);
+    assert_refused(&out, "--server-pid 1 is not the server on");
+    // The server's own pid is accepted.
+    let pid = server.pid.to_string();
+    let mut args = vec![target.as_str(), "--server-pid", &pid];
+    args.extend(common);
+    let out = loadgen(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(server.stop().exit_ok);
+}
