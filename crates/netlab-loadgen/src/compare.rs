@@ -103,16 +103,25 @@ fn run_model(
         Listen::Tcp
     };
     let syscalls = plan.syscalls;
-    let server = match RunningServer::start(&bin, spec.args, &listen, placement.server) {
+    if !bin.exists() {
+        // A model this checkout does not have (yet): not a failure of the comparison.
+        let why = format!("skipped: {} not found in {}", spec.bin, bin_dir.display());
+        return RunReport::skipped(spec.name, workload, env, &why);
+    }
+    let server_core = if spec.one_core {
+        placement.server
+    } else {
+        None
+    };
+    let mut env = env.clone();
+    env.server_core = server_core;
+    let env = &env;
+    let server = match RunningServer::start(&bin, spec.args, &listen, server_core) {
         Ok(server) => server,
-        Err(why) => {
-            let why = if why.contains("not built yet") {
-                format!("{} is a placeholder (not built yet)", spec.bin)
-            } else {
-                why
-            };
-            return RunReport::unavailable(spec.name, workload, env, &why);
+        Err(why) if why.starts_with(servers::NOT_BUILT) => {
+            return RunReport::skipped(spec.name, workload, env, &format!("skipped: {why}"));
         }
+        Err(why) => return RunReport::unavailable(spec.name, workload, env, &why),
     };
     let mut workload = workload.clone();
     workload.target = server.target.clone();
@@ -158,10 +167,36 @@ fn run_model(
     if let Some(n) = &placement.note {
         notes.push(n.clone());
     }
+    if !spec.one_core {
+        notes.push(spread_note(&report, placement));
+    }
     if !notes.is_empty() {
         report.note = Some(notes.join("; "));
     }
     report
+}
+
+/// Where a server that is not pinned ran, and the scaling this machine allows it.
+fn spread_note(report: &RunReport, placement: &Placement) -> String {
+    let cores = report.environment.cores;
+    let loops = report.server.as_ref().map_or(0, |s| s.threads);
+    let client = match placement.client {
+        Some(core) => format!("the client pinned to core {core}"),
+        None => "the client not pinned".to_string(),
+    };
+    let scaling = if cores <= 2 {
+        format!(
+            "on {cores} cores the client needs one, so the loops share it and at most one more core: 2 loops cannot scale to 2 cores of their own here, and more than 2 cannot scale at all; what it shows is the cost of the split (threads, listeners), not its gain"
+        )
+    } else {
+        format!(
+            "{cores} cores: up to {} loops can have a core of their own beside the client",
+            cores - 1
+        )
+    };
+    format!(
+        "not pinned: {loops} threads in all (a SO_REUSEPORT loop per core by default) free to run on any of {cores} cores, {client}; {scaling}"
+    )
 }
 
 /// Every model `plan.rounds` times, interleaved (round k starts at the k-th model), then one

@@ -305,3 +305,69 @@ fn a_server_pid_that_is_not_the_listener_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(server.stop().exit_ok);
 }
+
+#[test]
+fn a_model_not_built_or_absent_is_skipped_with_its_reason() {
+    // A stand-in for echo-c built without a C compiler: it says why and exits 69
+    // (EX_UNAVAILABLE) before any listening line. echo-tokio is simply absent.
+    use std::os::unix::fs::PermissionsExt;
+    let bins = tempfile::tempdir().unwrap();
+    let fake = bins.path().join("echo-c");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'echo-c: not built: no C compiler (cc)' >&2\nexit 69\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(
+        server_dir().join("echo-poll"),
+        bins.path().join("echo-poll"),
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = loadgen(&[
+        "compare",
+        "--models",
+        "c,tokio,poll",
+        "-c",
+        "2",
+        "-d",
+        "100ms",
+        "--warmup",
+        "0s",
+        "--rounds",
+        "1",
+        "--bin-dir",
+        bins.path().to_str().unwrap(),
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "skips are not failures: {}",
+        stderr(&out)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |model: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == model)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("c")["status"], "skipped");
+    assert_eq!(
+        row("c")["note"],
+        "skipped: not built: no C compiler (cc)",
+        "the server's own reason"
+    );
+    assert_eq!(row("tokio")["status"], "skipped");
+    assert!(row("tokio")["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("skipped: echo-tokio not found in"));
+    assert_eq!(row("poll")["status"], "ok");
+}
