@@ -86,6 +86,7 @@ pub const TABLE_HEADER: &[&str] = &[
     "cs/msg v/i",
     "peak RSS",
     "RSS/conn",
+    "VmSize/conn",
     "thr",
     "fds",
     "cli us/msg",
@@ -136,6 +137,7 @@ pub fn row(r: &RunReport) -> Vec<String> {
             ),
             fmt_kib(s.peak_rss_kib),
             format!("{:.1}k", s.rss_kib_per_conn),
+            format!("{:.1}k", s.vm_size_kib_per_conn),
             if s.processes > 1 {
                 format!("{}p", s.processes)
             } else {
@@ -145,7 +147,7 @@ pub fn row(r: &RunReport) -> Vec<String> {
         ],
         None => {
             let mut cells = vec!["n/a".to_string()];
-            cells.resize(7, "-".into());
+            cells.resize(8, "-".into());
             cells
         }
     };
@@ -257,7 +259,7 @@ pub fn notes(reports: &[RunReport]) -> Vec<String> {
     }
     if let Some(s) = reports.iter().filter_map(|r| r.server.as_ref()).next() {
         notes.push(format!(
-            "srv us/msg = server CPU per message, {}; cs/msg = voluntary/involuntary context switches per message (summed over threads); srv busy = server CPU / wall time (100% = one core); RSS summed over the server's processes",
+            "srv us/msg = server CPU per message, {}; cs/msg = voluntary/involuntary context switches per message (summed over threads); srv busy = server CPU / wall time (100% = one core); RSS and VmSize summed over the server's processes; VmSize/conn = virtual size reserved per connection (a thread's whole stack), RSS/conn = what was touched",
             if s.cpu_source == "schedstat" {
                 "total from /proc/TID/schedstat (ns), split into user+system by the 10 ms tick counts".to_string()
             } else {
@@ -309,6 +311,7 @@ pub const CSV_HEADER: &[&str] = &[
     "server_ivcs_per_msg",
     "server_peak_rss_kib",
     "server_rss_kib_per_conn",
+    "server_vm_size_kib_per_conn",
     "server_threads",
     "server_processes",
     "server_open_fds",
@@ -385,6 +388,7 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
             opt(s.involuntary_cs_per_msg),
             opt(s.peak_rss_kib as f64),
             opt(s.rss_kib_per_conn),
+            opt(s.vm_size_kib_per_conn),
             opt(s.threads as f64),
             opt(s.processes as f64),
             opt(s.open_fds as f64),

@@ -371,3 +371,34 @@ fn a_model_not_built_or_absent_is_skipped_with_its_reason() {
         .starts_with("skipped: echo-tokio not found in"));
     assert_eq!(row("poll")["status"], "ok");
 }
+
+#[test]
+fn vmsize_per_connection_is_beside_rss_and_larger_for_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_compare("blocking", dir.path(), &["--rounds", "1"]);
+    let table = stdout(&out);
+    assert!(out.status.success(), "{table}{}", stderr(&out));
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .collect();
+    let rss = header
+        .iter()
+        .position(|h| *h == "RSS/conn")
+        .expect("RSS/conn");
+    assert_eq!(header.get(rss + 1), Some(&"VmSize/conn"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let server = &json[0]["server"];
+    let vm = server["vm_size_kib_per_conn"].as_f64().unwrap();
+    let rss = server["rss_kib_per_conn"].as_f64().unwrap();
+    // A thread per connection reserves its whole stack (megabytes) and touches a few pages.
+    assert!(
+        vm > rss && vm >= 256.0,
+        "VmSize/conn {vm} KiB, RSS/conn {rss} KiB"
+    );
+}
