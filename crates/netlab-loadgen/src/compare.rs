@@ -1,23 +1,27 @@
-//! `compare` and `sweep`: the same workload against every echo server model in turn.
+//! `compare`: the same workload against every echo server model in turn (the machinery
+//! [`crate::sweep`] shares: placement, one model's run, rounds).
 //!
-//! Each run: start the server on 127.0.0.1:0 pinned to core 1 (the client's threads are on
-//! core 0), read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
+//! Each run: start the server on 127.0.0.1:0 (or a Unix socket; `--transport tcp,unix` runs
+//! each model on both, side by side, with the ratios) pinned to core 1 (the client's threads
+//! are on core 0; a model that is about several cores, reuseport, is not pinned and says so),
+//! read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
 //! exited 0. With `--rounds N`, every model runs N times, interleaved, and its row holds the
 //! medians and spreads ([`crate::rounds`]). The results go to a folder named on stdout:
 //! results.json, results.csv, SVG charts and index.html ([`crate::page`]), the page of it all.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use serde::{Deserialize, Serialize};
-
-use crate::charts::{self, Bar, Series};
+use crate::charts::{self, Bar};
 use crate::environment;
+pub use crate::folder::timestamp;
+use crate::folder::{output_dir, write_results};
 use crate::page::{self, Page};
+use crate::render;
 use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
 use crate::rounds::{self, Figure};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
-use crate::{BadArgument, Workload};
+pub use crate::sweep::{sweep, Dimension};
+use crate::Workload;
 
 /// How to run a set of models.
 #[derive(Debug, Clone)]
@@ -34,20 +38,20 @@ pub struct Plan {
     pub pin: bool,
     /// The forking server is skipped above this many connections (one process each).
     pub max_processes: usize,
-    /// Serve on Unix-domain sockets instead of TCP loopback.
-    pub unix: bool,
+    /// TCP loopback, Unix-domain sockets, or both side by side (each model once per transport).
+    pub transports: Vec<Transport>,
     /// Run every model this many times, interleaved; more than one gives medians and spreads.
     pub rounds: usize,
 }
 
 /// Where client and server run.
-struct Placement {
-    client: Option<usize>,
-    server: Option<usize>,
-    note: Option<String>,
+pub(crate) struct Placement {
+    pub(crate) client: Option<usize>,
+    pub(crate) server: Option<usize>,
+    pub(crate) note: Option<String>,
 }
 
-fn place(pin: bool) -> Placement {
+pub(crate) fn place(pin: bool) -> Placement {
     let cores = servers::online_cores();
     if !pin {
         return Placement {
@@ -84,6 +88,7 @@ fn place(pin: bool) -> Placement {
 /// Runs one model with one workload and returns its row (never fails: problems go in the row).
 fn run_model(
     spec: &ModelSpec,
+    transport: Transport,
     bin_dir: &Path,
     workload: &Workload,
     env: &Environment,
@@ -91,7 +96,7 @@ fn run_model(
     plan: &Plan,
 ) -> RunReport {
     let bin = bin_dir.join(spec.bin);
-    let listen = if plan.unix {
+    let listen = if transport == Transport::Unix {
         let path = std::env::temp_dir().join(format!(
             "netlab-loadgen-{}-{}.sock",
             std::process::id(),
@@ -201,7 +206,7 @@ fn spread_note(report: &RunReport, placement: &Placement) -> String {
 
 /// Every model `plan.rounds` times, interleaved (round k starts at the k-th model), then one
 /// row per model: the run itself for a single round, the medians and spreads for several.
-fn run_rounds(
+pub(crate) fn run_rounds(
     plan: &Plan,
     workload: &Workload,
     bin_dir: &Path,
@@ -209,12 +214,26 @@ fn run_rounds(
     placement: &Placement,
     label: &dyn Fn(&ModelSpec) -> String,
 ) -> Vec<RunReport> {
-    let n = plan.models.len();
+    // Each model once per transport, side by side: epoll-lt tcp, epoll-lt unix, poll tcp, ...
+    let entries: Vec<(ModelSpec, Transport)> = plan
+        .models
+        .iter()
+        .flat_map(|spec| plan.transports.iter().map(|t| (*spec, *t)))
+        .collect();
+    let label = |spec: &ModelSpec, transport: Transport| {
+        if plan.transports.len() > 1 {
+            format!("{} {}", label(spec), transport.name())
+        } else {
+            label(spec)
+        }
+    };
+    let n = entries.len();
     let total = plan.rounds.max(1);
     let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); n];
     for round in 0..total {
         for i in rounds::order(n, round) {
-            let spec = &plan.models[i];
+            let (spec, transport) = &entries[i];
+            let (spec, transport) = (spec, *transport);
             // A model that could not run (or was skipped) once is not tried again.
             if runs[i].iter().any(|r| !r.status.measured()) {
                 continue;
@@ -222,12 +241,13 @@ fn run_rounds(
             let report = match too_many_processes(spec, workload, env, plan) {
                 Some(skipped) => skipped,
                 None => {
+                    let name = label(spec, transport);
                     if total > 1 {
-                        eprintln!("loadgen: {} (round {}/{total}) ...", label(spec), round + 1);
+                        eprintln!("loadgen: {name} (round {}/{total}) ...", round + 1);
                     } else {
-                        eprintln!("loadgen: {} ...", label(spec));
+                        eprintln!("loadgen: {name} ...");
                     }
-                    run_model(spec, bin_dir, workload, env, placement, plan)
+                    run_model(spec, transport, bin_dir, workload, env, placement, plan)
                 }
             };
             runs[i].push(report);
@@ -235,22 +255,101 @@ fn run_rounds(
     }
     let load = environment::load_average();
     runs.into_iter()
-        .zip(&plan.models)
-        .map(|(mut runs, spec)| {
+        .zip(&entries)
+        .map(|(mut runs, (spec, transport))| {
             let mut row = if total == 1 || runs.len() == 1 {
                 runs.remove(0)
             } else {
                 rounds::combine(runs, load.clone())
             };
-            row.model = label(spec);
+            row.model = label(spec, *transport);
             row
         })
         .collect()
 }
 
+/// How the servers listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on 127.0.0.1, a free port.
+    Tcp,
+    /// A Unix-domain stream socket in the temp dir.
+    Unix,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+        }
+    }
+
+    /// `tcp`, `unix` or `tcp,unix`.
+    pub fn parse_list(text: &str) -> Result<Vec<Transport>, String> {
+        let mut list = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let t = match part {
+                "tcp" => Transport::Tcp,
+                "unix" => Transport::Unix,
+                other => return Err(format!("unknown transport '{other}' (tcp, unix)")),
+            };
+            if !list.contains(&t) {
+                list.push(t);
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// With both transports: per model, the Unix socket's figures over TCP's.
+fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
+    let mut rows = Vec::new();
+    for (k, spec) in models.iter().enumerate() {
+        let (tcp, unix) = (&reports[2 * k], &reports[2 * k + 1]);
+        if !tcp.status.measured() || !unix.status.measured() {
+            continue;
+        }
+        let cpu = |r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}x", b / a),
+            _ => "-".into(),
+        };
+        let fmt_cpu = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+        rows.push(vec![
+            spec.name.to_string(),
+            crate::units::human(tcp.msgs_per_s),
+            crate::units::human(unix.msgs_per_s),
+            ratio(Some(tcp.msgs_per_s), Some(unix.msgs_per_s)),
+            render::fmt_us(tcp.latency.p99_us),
+            render::fmt_us(unix.latency.p99_us),
+            ratio(Some(tcp.latency.p99_us), Some(unix.latency.p99_us)),
+            fmt_cpu(cpu(tcp)),
+            fmt_cpu(cpu(unix)),
+            ratio(cpu(tcp), cpu(unix)),
+        ]);
+    }
+    let header = [
+        "model",
+        "tcp msg/s",
+        "unix msg/s",
+        "unix/tcp",
+        "tcp p99us",
+        "unix p99us",
+        "unix/tcp",
+        "tcp srv us/msg",
+        "unix srv us/msg",
+        "unix/tcp",
+    ];
+    format!(
+        "\nTCP loopback against a Unix socket, same server, same run (ratio = unix / tcp):\n{}",
+        render::text_table(&header, &rows)
+    )
+}
+
 /// The forking server makes a process per connection: above `--max-processes` its row is
 /// skipped rather than run.
-fn too_many_processes(
+pub(crate) fn too_many_processes(
     spec: &ModelSpec,
     workload: &Workload,
     env: &Environment,
@@ -373,6 +472,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         files.push(path);
     }
     let workload = plan.workload.describe();
+    let summary = (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models));
     let charts = files[2..].to_vec();
     files.push(page::write(
         &out_dir,
@@ -380,7 +480,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             title: "netlab compare",
             workload: &format!("{workload} over {}", transport(&reports)),
             charts: &charts,
-            preformatted: None,
+            preformatted: summary.as_deref(),
         },
         &reports,
     )?);
@@ -388,334 +488,19 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         reports,
         out_dir,
         files,
-        summary: None,
+        summary,
         workload,
     })
 }
 
-/// `TCP on 127.0.0.1` or `Unix-domain stream sockets`, from the rows' targets.
+/// `TCP on 127.0.0.1`, `Unix-domain stream sockets` or both, from the rows' targets.
 pub fn transport(reports: &[RunReport]) -> &'static str {
-    match reports.iter().find(|r| !r.target.is_empty()) {
-        Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
+    let measured = || reports.iter().filter(|r| !r.target.is_empty());
+    let unix = measured().any(|r| r.target.starts_with("unix:"));
+    let tcp = measured().any(|r| !r.target.starts_with("unix:"));
+    match (tcp, unix) {
+        (true, true) => "TCP on 127.0.0.1 and Unix-domain stream sockets",
+        (false, true) => "Unix-domain stream sockets",
         _ => "TCP on 127.0.0.1",
-    }
-}
-
-/// What `sweep` varies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    Idle,
-    Connections,
-    Size,
-}
-
-impl Dimension {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dimension::Idle => "idle",
-            Dimension::Connections => "connections",
-            Dimension::Size => "size",
-        }
-    }
-
-    fn apply(self, workload: &mut Workload, value: u64) {
-        match self {
-            Dimension::Idle => workload.idle = value as usize,
-            Dimension::Connections => workload.connections = value as usize,
-            Dimension::Size => workload.size = value as usize,
-        }
-    }
-}
-
-/// `sweep`: every model at every value of one dimension.
-pub fn sweep(
-    plan: &Plan,
-    dimension: Dimension,
-    values: &[u64],
-    out: Option<&Path>,
-) -> anyhow::Result<Outcome> {
-    // Bad input (at any of the values) is refused before anything is built, started or
-    // written.
-    for &value in values {
-        let mut workload = plan.workload.clone();
-        dimension.apply(&mut workload, value);
-        workload.check()?;
-    }
-    let out_dir = output_dir(out, "netlab-sweep")?;
-    let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
-    let placement = place(plan.pin);
-    let mut reports = Vec::new();
-    for &value in values {
-        let mut workload = plan.workload.clone();
-        dimension.apply(&mut workload, value);
-        let mut env = Environment::detect(&workload);
-        env.client_core = placement.client;
-        env.server_core = placement.server;
-        let label = |spec: &ModelSpec| format!("{} {}={value}", spec.name, dimension.name());
-        let mut rows = run_rounds(plan, &workload, &bin_dir, &env, &placement, &label);
-        // Models are told apart at the same value, not across values.
-        rounds::mark_overlaps(&mut rows);
-        reports.extend(rows);
-    }
-    let mut files = write_results(&out_dir, &reports)?;
-    let series = |f: &dyn Fn(&RunReport) -> Option<f64>, figure: Figure| -> Vec<Series> {
-        plan.models
-            .iter()
-            .enumerate()
-            .map(|(k, spec)| {
-                let at = |v: usize| {
-                    let r = &reports[v * plan.models.len() + k];
-                    (r.status == Status::Ok).then_some(r)
-                };
-                Series {
-                    name: spec.name.to_string(),
-                    points: (0..values.len()).map(|v| at(v).and_then(f)).collect(),
-                    ranges: (0..values.len())
-                        .map(|v| {
-                            let s = at(v)?.rounds.as_ref()?.spread(figure)?;
-                            Some((s.min, s.max))
-                        })
-                        .collect(),
-                }
-            })
-            .collect()
-    };
-    let what = dimension.name();
-    let subtitle = format!("varying {what}");
-    let listed: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-    let footer = format!(
-        "{}; {what} = {}",
-        plan.workload.describe_varying(Some(what)),
-        listed.join(", ")
-    );
-    let chart_footer = if plan.rounds > 1 {
-        format!(
-            "{footer}; median of {} rounds, whiskers min..max",
-            plan.rounds
-        )
-    } else {
-        footer.clone()
-    };
-    for (file, title, y, f, figure) in [
-        (
-            "sweep-throughput.svg",
-            format!("Throughput, {subtitle}"),
-            "messages/s",
-            &(|r: &RunReport| Some(r.msgs_per_s)) as &dyn Fn(&RunReport) -> Option<f64>,
-            Figure::MsgsPerS,
-        ),
-        (
-            "sweep-cpu-per-msg.svg",
-            format!("Server CPU per message, {subtitle}"),
-            "server CPU us/message",
-            &|r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg),
-            Figure::ServerCpuUsPerMsg,
-        ),
-        (
-            "sweep-p99.svg",
-            format!("p99 latency, {subtitle}"),
-            "p99 latency (us)",
-            &|r: &RunReport| Some(r.latency.p99_us),
-            Figure::P99Us,
-        ),
-    ] {
-        let path = out_dir.join(file);
-        charts::lines(
-            &path,
-            &title,
-            what,
-            y,
-            values,
-            &series(f, figure),
-            &chart_footer,
-        )?;
-        files.push(path);
-    }
-    let summary = sweep_summary(&reports, &plan.models, dimension, values);
-    let charts = files[2..].to_vec();
-    files.push(page::write(
-        &out_dir,
-        &Page {
-            title: &format!("netlab sweep ({what})"),
-            workload: &format!("{footer} over {}", transport(&reports)),
-            charts: &charts,
-            preformatted: Some(&summary),
-        },
-        &reports,
-    )?);
-    Ok(Outcome {
-        reports,
-        out_dir,
-        files,
-        summary: Some(summary),
-        workload: footer,
-    })
-}
-
-/// Two small matrices: messages/s and server CPU us/message, model by swept value.
-fn sweep_summary(
-    reports: &[RunReport],
-    models: &[ModelSpec],
-    dimension: Dimension,
-    values: &[u64],
-) -> String {
-    let mut out = String::new();
-    for (title, cell) in [
-        (
-            "messages/s",
-            &(|r: &RunReport| crate::units::human(r.msgs_per_s)) as &dyn Fn(&RunReport) -> String,
-        ),
-        ("server CPU us/message", &|r: &RunReport| {
-            r.server
-                .as_ref()
-                .map_or("-".into(), |s| format!("{:.2}", s.cpu_us_per_msg))
-        }),
-    ] {
-        out += &format!("\n{title} by {}:\n", dimension.name());
-        out += &format!("{:<10}", "model");
-        for v in values {
-            out += &format!("{:>14}", v);
-        }
-        out.push('\n');
-        for (k, spec) in models.iter().enumerate() {
-            out += &format!("{:<10}", spec.name);
-            for v in 0..values.len() {
-                let r = &reports[v * models.len() + k];
-                let text = match r.status {
-                    Status::Ok => cell(r),
-                    Status::FdLimit => "FD_SETSIZE".into(),
-                    Status::Skipped => "skipped".into(),
-                    Status::Unavailable => "n/a".into(),
-                    Status::Errors => format!("{} err", cell(r)),
-                };
-                out += &format!("{text:>14}");
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// `results.json` and `results.csv` in `dir`.
-fn write_results(dir: &Path, reports: &[RunReport]) -> anyhow::Result<Vec<PathBuf>> {
-    let json = dir.join("results.json");
-    std::fs::write(&json, serde_json::to_string_pretty(reports)? + "\n")
-        .with_context(|| format!("cannot write {}", json.display()))?;
-    let csv = dir.join("results.csv");
-    std::fs::write(&csv, report::render(reports, report::Format::Csv)?)
-        .with_context(|| format!("cannot write {}", csv.display()))?;
-    Ok(vec![json, csv])
-}
-
-/// The output folder, made before the first run: `out` if it is new or empty (a folder that
-/// holds anything is refused, not overwritten), or a new `./PREFIX-YYYYmmdd-HHMMSS/` (UTC).
-fn output_dir(out: Option<&Path>, prefix: &str) -> anyhow::Result<PathBuf> {
-    match out {
-        Some(dir) => {
-            if let Ok(mut entries) = std::fs::read_dir(dir) {
-                if entries.next().is_some() {
-                    return Err(BadArgument(format!(
-                        "--out {}: that folder is not empty; give a new or empty one (nothing was written)",
-                        dir.display()
-                    ))
-                    .into());
-                }
-            }
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-            Ok(dir.to_path_buf())
-        }
-        None => new_dir(Path::new("."), &format!("{prefix}-{}", timestamp())),
-    }
-}
-
-/// Makes `base/name`, or `base/name-2`, `-3`, ... if it exists: `create_dir` fails when the
-/// folder exists, so two runs started in the same second never share one.
-fn new_dir(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    for n in 1..1000 {
-        let dir = if n == 1 {
-            base.join(name)
-        } else {
-            base.join(format!("{name}-{n}"))
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir.strip_prefix(".").map(Path::to_path_buf).unwrap_or(dir)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot create output folder {}", dir.display()))
-            }
-        }
-    }
-    anyhow::bail!(
-        "cannot find a free output folder name {name}-N in {}",
-        base.display()
-    )
-}
-
-/// `YYYYmmdd-HHMMSS` in UTC.
-pub fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(timestamp().len(), 15);
-    }
-
-    #[test]
-    fn two_runs_in_the_same_second_get_two_folders() {
-        let base = tempfile::tempdir().unwrap();
-        let a = new_dir(base.path(), "netlab-report-20260101-000000").unwrap();
-        let b = new_dir(base.path(), "netlab-report-20260101-000000").unwrap();
-        assert_ne!(a, b);
-        assert!(a.is_dir() && b.is_dir());
-        assert!(b.to_string_lossy().ends_with("-000000-2"));
-    }
-
-    #[test]
-    fn a_folder_with_files_is_not_overwritten() {
-        let base = tempfile::tempdir().unwrap();
-        assert!(output_dir(Some(base.path()), "x").is_ok(), "empty is fine");
-        std::fs::write(base.path().join("results.json"), "[]").unwrap();
-        let e = output_dir(Some(base.path()), "x").unwrap_err();
-        assert!(e.downcast_ref::<BadArgument>().is_some(), "{e}");
-        assert_eq!(
-            std::fs::read_to_string(base.path().join("results.json")).unwrap(),
-            "[]"
-        );
     }
 }

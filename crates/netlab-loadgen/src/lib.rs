@@ -16,7 +16,9 @@
 //! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
 //! | [`syscalls`] | syscalls per message from perf tracepoints                                 |
 //! | [`servers`]  | finding, building, starting (pinned) and stopping the echo servers         |
-//! | [`compare`]  | `compare` and `sweep`: every model in turn, tables, files, charts          |
+//! | [`compare`]  | `compare`: every model in turn (rounds, transports), files, charts, page  |
+//! | [`sweep`]    | `sweep`: every model at every value of one dimension                      |
+//! | [`folder`]   | the report folder: never overwritten, never shared; results.json and .csv |
 //! | [`charts`]   | SVG charts with plotters                                                   |
 //! | [`target`], [`units`] | `HOST:PORT` / `unix:PATH`; `10k`, `2m`, `500ms`                   |
 
@@ -26,6 +28,7 @@ pub mod cost;
 pub mod engine;
 pub mod environment;
 pub mod errors;
+pub mod folder;
 pub mod frame;
 pub mod measure;
 pub mod page;
@@ -33,6 +36,7 @@ pub mod render;
 pub mod report;
 pub mod rounds;
 pub mod servers;
+pub mod sweep;
 pub mod syscalls;
 pub mod target;
 pub mod units;

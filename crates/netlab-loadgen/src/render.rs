@@ -137,7 +137,11 @@ pub fn row(r: &RunReport) -> Vec<String> {
             ),
             fmt_kib(s.peak_rss_kib),
             format!("{:.1}k", s.rss_kib_per_conn),
-            format!("{:.1}k", s.vm_size_kib_per_conn),
+            if s.vm_size_kib_per_conn >= 10.0 * 1024.0 {
+                format!("{:.1}M", s.vm_size_kib_per_conn / 1024.0)
+            } else {
+                format!("{:.1}k", s.vm_size_kib_per_conn)
+            },
             if s.processes > 1 {
                 format!("{}p", s.processes)
             } else {

@@ -402,3 +402,65 @@ fn vmsize_per_connection_is_beside_rss_and_larger_for_threads() {
         "VmSize/conn {vm} KiB, RSS/conn {rss} KiB"
     );
 }
+
+#[test]
+fn transport_tcp_and_unix_gives_two_rows_per_model_and_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_compare(
+        "poll,epoll-et",
+        dir.path(),
+        &["--rounds", "1", "--transport", "tcp,unix"],
+    );
+    let table = stdout(&out);
+    assert!(out.status.success(), "{table}{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let rows: Vec<(String, String)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_string(),
+                r["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let models: Vec<&str> = rows.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        models,
+        ["poll tcp", "poll unix", "epoll-et tcp", "epoll-et unix"]
+    );
+    for (model, target) in &rows {
+        assert_eq!(
+            model.ends_with(" unix"),
+            target.starts_with("unix:"),
+            "{model} {target}"
+        );
+    }
+    for model in ["poll tcp", "poll unix", "epoll-et tcp", "epoll-et unix"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("{model} "))),
+            "{table}"
+        );
+    }
+    // One ratio line per model: unix msg/s over tcp msg/s, as printed in the two rows.
+    let ratios = table
+        .split("ratio = unix / tcp):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no ratio table: {table}"));
+    for (k, model) in ["poll", "epoll-et"].iter().enumerate() {
+        let line = ratios
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(model))
+            .unwrap_or_else(|| panic!("{model}: {ratios}"));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let tcp = json[2 * k]["msgs_per_s"].as_f64().unwrap();
+        let unix = json[2 * k + 1]["msgs_per_s"].as_f64().unwrap();
+        assert_eq!(cells[3], format!("{:.2}x", unix / tcp), "{line}");
+    }
+    assert!(std::fs::read_to_string(dir.path().join("index.html"))
+        .unwrap()
+        .contains("TCP loopback against a Unix socket"));
+}

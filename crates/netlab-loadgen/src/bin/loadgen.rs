@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use netlab_loadgen::compare::{self, Dimension, Plan};
+use netlab_loadgen::compare::{self, Dimension, Plan, Transport};
 use netlab_loadgen::engine::BadArgument;
 use netlab_loadgen::report::{self, Environment, Format, MeasureOptions, RunReport};
 use netlab_loadgen::servers;
@@ -160,9 +160,15 @@ struct ServerFlags {
     #[arg(long, default_value_t = 2000)]
     max_processes: usize,
 
-    /// Serve on Unix-domain sockets (in the temp dir) instead of TCP on 127.0.0.1.
-    #[arg(long)]
+    /// Serve on Unix-domain sockets (in the temp dir) instead of TCP on 127.0.0.1 (the same as
+    /// --transport unix).
+    #[arg(long, conflicts_with = "transport")]
     unix: bool,
+
+    /// tcp, unix, or tcp,unix: each model over TCP loopback and over a Unix socket side by side
+    /// in one run, with the unix/tcp ratios [default: tcp].
+    #[arg(long, value_name = "LIST", value_parser = transport_list)]
+    transport: Option<Transports>,
 }
 
 #[derive(Args)]
@@ -198,6 +204,14 @@ struct SweepArgs {
 /// A comma-separated list, kept as one value (clap would otherwise take `Vec` as repeats).
 #[derive(Clone)]
 struct List(Vec<u64>);
+
+/// `--transport tcp,unix`, kept as one value.
+#[derive(Clone)]
+struct Transports(Vec<Transport>);
+
+fn transport_list(text: &str) -> Result<Transports, String> {
+    Transport::parse_list(text).map(Transports)
+}
 
 fn count_list(text: &str) -> Result<List, String> {
     parse_count_list(text).map(List)
@@ -429,7 +443,11 @@ fn plan(
         syscalls: load.syscalls,
         pin: !flags.no_pin,
         max_processes: flags.max_processes,
-        unix: flags.unix,
+        transports: match (&flags.transport, flags.unix) {
+            (Some(list), _) => list.0.clone(),
+            (None, true) => vec![Transport::Unix],
+            (None, false) => vec![Transport::Tcp],
+        },
         rounds: flags.rounds.map_or(default_rounds, |n| n as usize),
     })
 }
