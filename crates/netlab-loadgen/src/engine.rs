@@ -9,7 +9,9 @@
 //!    FD_SETSIZE) refuses idle connections rather than the ones that carry the load;
 //! 2. load: warmup, then the measured window. Closed loop keeps `pipeline` messages in flight
 //!    per connection; open loop sends on a schedule (`rate` messages/s in total) whatever the
-//!    replies do, and latency is taken from the intended send time;
+//!    replies do, and latency is taken from the intended send time; churn closes each active
+//!    connection (opened in phase 1 only to see that the server is there) and then, per
+//!    connection, connects, sends one message, closes on its echo and connects again;
 //! 3. drain: no new messages; what is in flight may finish as long as it makes progress (a
 //!    connection silent for `timeout` fails, as during the run), for at most [`DRAIN_LIMIT`].
 //!
@@ -19,27 +21,29 @@
 //! The parts, each in its own file: [`crate::workload`] (what a run is and its checks),
 //! [`crate::errors`] (the counters), `engine/worker.rs` (one thread's connections and bytes,
 //! with its phases in `worker/connect.rs` and `worker/load.rs`), `engine/http_reply.rs` (HTTP
-//! reply reading), `engine/sock.rs` (TCP or Unix socket) and `engine/progress.rs` (the live
-//! line). This file starts the threads, keeps them in step at the window's edges and merges
-//! what they measured.
+//! reply reading), `engine/sock.rs` (TCP or Unix socket), `engine/progress.rs` (the live
+//! line) and `engine/barrier.rs` (the barriers a panicking thread breaks). This file starts
+//! the threads, keeps them in step at the window's edges and merges what they measured.
 
+mod barrier;
 mod http_reply;
 mod progress;
 mod sock;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-pub use crate::errors::{ErrorCounts, ErrorKind};
+pub use crate::errors::{ConnectErrors, ErrorCounts, ErrorKind};
 pub use crate::workload::{BadArgument, Protocol, Workload};
 
 use crate::frame::{Pattern, HEADER};
+use barrier::Barrier;
 use progress::{sleep_until, Progress};
 use worker::Worker;
 
@@ -89,13 +93,47 @@ pub struct EngineResult {
     pub connect: Histogram<u64>,
     pub connected: usize,
     pub errors: ErrorCounts,
-    /// The first few errors, spelled out.
+    /// Every failed connect by cause (also counted in `errors`).
+    pub connect_errors: ConnectErrors,
+    /// `--churn`: connections that went through their whole life (connect, one echo, close)
+    /// and finished inside the measured window; equal to `messages` then. 0 otherwise.
+    pub connections_completed: u64,
+    /// Seconds from the start of the measured window to the first error once the load had
+    /// begun (negative: in the warmup); `None` when none happened then. A server killed in
+    /// the middle of a run shows here, with the figures up to that moment in the rest.
+    pub first_error_s: Option<f64>,
+    /// Seconds from the start of the measured window to the moment the last active
+    /// connection failed, when that happened before the window's end (a server killed
+    /// mid-run); `None` while any connection lasted. Rates over the part of the window that
+    /// had connections divide by this rather than by the window.
+    pub all_lost_s: Option<f64>,
+    /// The first few errors, spelled out (during the load, with when they happened).
     pub examples: Vec<String>,
     pub client_cpu: ClientCpu,
 }
 
 /// Runs the workload and calls `window` at the edges of the measured window.
+///
+/// Bounded whatever the server does: connecting, the window and the drain each have a limit,
+/// and an engine thread that panics breaks the barriers the others wait on, so the run ends
+/// with an error naming the panic instead of waiting forever.
 pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<EngineResult> {
+    run_inner(workload, window, None)
+}
+
+/// Where a test makes engine thread 0 panic, to check that a run still ends.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestPanic {
+    Connecting,
+    Loading,
+}
+
+fn run_inner(
+    workload: &Workload,
+    window: &mut dyn Window,
+    panic_in: Option<TestPanic>,
+) -> anyhow::Result<EngineResult> {
     workload.check()?;
     let total = workload.connections + workload.idle;
     let threads = workload.threads.clamp(1, total);
@@ -118,6 +156,7 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         sampled: Barrier::new(threads + 1),
         start: Mutex::new(None),
         active_connected: AtomicU64::new(0),
+        panic_in,
     });
 
     // Every worker is made here, before any thread waits on a barrier: a worker that failed
@@ -138,15 +177,16 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     // Connection phase: wait for every thread, showing how many are up.
     let wait_connected = {
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            shared.all_connected.wait();
-        })
+        std::thread::spawn(move || shared.all_connected.wait())
     };
     while !wait_connected.is_finished() {
         progress.connecting(shared.connected.load(Ordering::Relaxed));
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = wait_connected.join();
+    if !matches!(wait_connected.join(), Ok(Ok(()))) {
+        progress.finish();
+        return Err(engine_failure(handles));
+    }
     window.connected();
 
     let start = Instant::now();
@@ -159,7 +199,10 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
     let measure_start = start + warmup;
     let end = measure_start + duration;
     *shared.start.lock().unwrap() = Some((start, measure_start, end));
-    shared.go.wait();
+    if shared.go.wait().is_err() {
+        progress.finish();
+        return Err(engine_failure(handles));
+    }
 
     let completed = || -> u64 {
         shared
@@ -168,21 +211,25 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
     };
+    let failed = || shared.sampled.is_broken();
     progress.load_phase(warmup + duration);
-    sleep_until(measure_start, &progress, start, &completed);
+    sleep_until(measure_start, &progress, start, &completed, &failed);
     window.measure_start();
     let usage_start = process_cpu();
-    sleep_until(end, &progress, start, &completed);
+    sleep_until(end, &progress, start, &completed, &failed);
     let usage_end = process_cpu();
     window.measure_end();
-    shared.sampled.wait();
+    let sampled = shared.sampled.wait();
     progress.finish();
+    if sampled.is_err() {
+        return Err(engine_failure(handles));
+    }
 
     let mut results = Vec::new();
     for handle in handles {
         match handle.join() {
             Ok(result) => results.push(result?),
-            Err(_) => bail!("an engine thread panicked"),
+            Err(panic) => bail!("an engine thread panicked: {}", panic_text(&*panic)),
         }
     }
 
@@ -195,6 +242,10 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         connect: new_histogram(),
         connected: 0,
         errors: ErrorCounts::default(),
+        connect_errors: ConnectErrors::default(),
+        connections_completed: 0,
+        first_error_s: None,
+        all_lost_s: None,
         examples: Vec::new(),
         client_cpu: ClientCpu {
             user_s: usage_end.0 - usage_start.0,
@@ -202,6 +253,12 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
             thread_busy: Vec::new(),
         },
     };
+    // Lost only when every thread lost all its connections; then at the last such moment.
+    merged.all_lost_s = results
+        .iter()
+        .map(|r| r.all_lost_s)
+        .collect::<Option<Vec<f64>>>()
+        .and_then(|times| times.into_iter().reduce(f64::max));
     for r in results {
         merged.messages += r.messages;
         merged.bytes += r.bytes;
@@ -212,6 +269,14 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
         merged.connect.add(&r.connect).ok();
         merged.connected += r.connected;
         merged.errors.merge(&r.errors);
+        merged.connect_errors.merge(&r.connect_errors);
+        merged.first_error_s = match (merged.first_error_s, r.first_error_s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if workload.churn {
+            merged.connections_completed += r.messages;
+        }
         for e in r.examples {
             if merged.examples.len() < 8 {
                 merged.examples.push(e);
@@ -223,6 +288,35 @@ pub fn run(workload: &Workload, window: &mut dyn Window) -> anyhow::Result<Engin
             .push(r.cpu.as_secs_f64() / workload.duration.as_secs_f64());
     }
     Ok(merged)
+}
+
+/// After a broken barrier: joins every engine thread (each has stopped or is stopping) and
+/// names the panic that broke it.
+fn engine_failure(
+    handles: Vec<std::thread::JoinHandle<anyhow::Result<worker::WorkerResult>>>,
+) -> anyhow::Error {
+    let mut failure = None;
+    for handle in handles {
+        match handle.join() {
+            Err(panic) => {
+                failure = Some(anyhow::anyhow!(
+                    "an engine thread panicked: {}",
+                    panic_text(&*panic)
+                ))
+            }
+            Ok(Err(e)) if failure.is_none() => failure = Some(e),
+            Ok(_) => {}
+        }
+    }
+    failure.unwrap_or_else(|| anyhow::anyhow!("an engine thread stopped early"))
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// (user, system) seconds of this whole process, from getrusage(RUSAGE_SELF).
@@ -271,4 +365,96 @@ struct Shared {
     /// Start of the load, of the measured window, and its end.
     start: Mutex<Option<(Instant, Instant, Instant)>>,
     active_connected: AtomicU64,
+    #[cfg_attr(not(test), allow(dead_code))]
+    panic_in: Option<TestPanic>,
+}
+
+impl Shared {
+    /// A thread is dying: nobody waits for it any more.
+    fn break_barriers(&self) {
+        for barrier in [
+            &self.active_done,
+            &self.all_connected,
+            &self.go,
+            &self.sampled,
+        ] {
+            barrier.break_it();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A std echo server on a free port, one thread per connection.
+    fn echo_server() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Target::Tcp(addr)
+    }
+
+    /// Runs with engine thread 0 panicking in `phase`; the run must end, with an error that
+    /// names the panic, well within `limit` (the test's own bound, not the engine's).
+    fn run_with_panic(phase: TestPanic) -> String {
+        let workload = Workload {
+            connections: 4,
+            threads: 2,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_secs(10),
+            ..Workload::echo(echo_server())
+        };
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = run_inner(&workload, &mut NoWindow, Some(phase));
+            let _ = done.send(outcome.err().map(|e| format!("{e:#}")));
+        });
+        let limit = Duration::from_secs(20);
+        let error = result
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("{phase:?}: the run did not end within {limit:?}"));
+        error.unwrap_or_else(|| panic!("{phase:?}: a run with a panicked thread must fail"))
+    }
+
+    #[test]
+    fn a_thread_panicking_while_connecting_ends_the_run() {
+        let error = run_with_panic(TestPanic::Connecting);
+        assert!(
+            error.contains("an engine thread panicked: engine thread 0 panics on purpose"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_thread_panicking_in_the_load_ends_the_run_early() {
+        let started = Instant::now();
+        let error = run_with_panic(TestPanic::Loading);
+        assert!(
+            error.contains("panics on purpose, in the Loading phase"),
+            "{error}"
+        );
+        // The other thread stops at its next timeout check (within 0.1 s), not at the end of
+        // the 10 s window; the bound is wide, as the tests share two cores.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

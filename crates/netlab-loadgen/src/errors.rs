@@ -114,6 +114,55 @@ impl ErrorKind {
     }
 }
 
+/// Failed connects by cause, in any mode (most telling with `--churn`, which connects all the
+/// time). Each is also counted in [`ErrorCounts`]: the first three as `connect`, the last
+/// three as `client_limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectErrors {
+    /// ECONNREFUSED: nothing listening, or the accept queue full with `tcp_abort_on_overflow`.
+    pub refused: u64,
+    /// The handshake did not finish in time (SYNs or the final ACK dropped).
+    pub timed_out: u64,
+    /// Reset or another error on a handshake in progress.
+    pub other: u64,
+    /// EADDRNOTAVAIL: the client ran out of ephemeral ports (closed connections hold theirs
+    /// in TIME_WAIT for 60 s).
+    pub no_ports: u64,
+    /// EMFILE or ENFILE: the client ran out of descriptors.
+    pub no_fds: u64,
+    /// ENOBUFS: the client's kernel ran out of memory for sockets.
+    pub no_memory: u64,
+}
+
+impl ConnectErrors {
+    /// Counts a failed `connect` by its errno.
+    pub fn count(&mut self, e: &io::Error) {
+        use nix::libc::{EADDRNOTAVAIL, ECONNREFUSED, EMFILE, ENFILE, ENOBUFS, ETIMEDOUT};
+        let slot = match e.raw_os_error() {
+            Some(ECONNREFUSED) => &mut self.refused,
+            Some(ETIMEDOUT) => &mut self.timed_out,
+            Some(EADDRNOTAVAIL) => &mut self.no_ports,
+            Some(EMFILE) | Some(ENFILE) => &mut self.no_fds,
+            Some(ENOBUFS) => &mut self.no_memory,
+            _ => &mut self.other,
+        };
+        *slot += 1;
+    }
+
+    pub fn merge(&mut self, other: &ConnectErrors) {
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.other += other.other;
+        self.no_ports += other.no_ports;
+        self.no_fds += other.no_fds;
+        self.no_memory += other.no_memory;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.refused + self.timed_out + self.other + self.no_ports + self.no_fds + self.no_memory
+    }
+}
+
 /// An error on one connection: its kind and a line saying what happened.
 pub(crate) struct ConnError(pub ErrorKind, pub String);
 
@@ -127,7 +176,11 @@ pub(crate) fn connect_error(target: &Target, e: io::Error) -> ConnError {
         ),
         Some(EADDRNOTAVAIL) => ConnError(
             ErrorKind::ClientLimit,
-            format!("client out of ephemeral ports (EADDRNOTAVAIL) connecting to {target}: {e}"),
+            format!(
+                "client limit, not the server: out of ephemeral ports (EADDRNOTAVAIL) \
+                 connecting to {target}; each connection the client closed holds its port in \
+                 TIME_WAIT for 60 s (see net.ipv4.ip_local_port_range): {e}"
+            ),
         ),
         Some(ENOBUFS) => ConnError(ErrorKind::ClientLimit, format!("client out of memory: {e}")),
         _ => ConnError(ErrorKind::Connect, format!("connect to {target}: {e}")),
@@ -151,5 +204,24 @@ mod tests {
         e.add(ErrorKind::Mismatch);
         assert_eq!(e.total(), 2);
         assert_eq!(e.summary(), "mismatch=1 timeout=1");
+    }
+
+    #[test]
+    fn connect_errors_by_cause() {
+        let errno = io::Error::from_raw_os_error;
+        let mut c = ConnectErrors::default();
+        c.count(&errno(nix::libc::ECONNREFUSED));
+        c.count(&errno(nix::libc::EADDRNOTAVAIL));
+        c.count(&errno(nix::libc::EADDRNOTAVAIL));
+        c.count(&errno(nix::libc::ECONNRESET));
+        assert_eq!((c.refused, c.no_ports, c.other, c.total()), (1, 2, 1, 4));
+        let target = Target::parse("127.0.0.1:9").unwrap();
+        let named = connect_error(&target, errno(nix::libc::EADDRNOTAVAIL));
+        assert_eq!(named.0, ErrorKind::ClientLimit);
+        assert!(
+            named.1.contains("client limit, not the server"),
+            "{}",
+            named.1
+        );
     }
 }

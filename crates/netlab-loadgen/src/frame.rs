@@ -10,7 +10,8 @@
 //!
 //! A flipped byte, a short echo, a message of another connection or two messages swapped all
 //! show up as a mismatch at a known offset. The receiver never assumes that one `read` is one
-//! message: it walks the byte stream with exact lengths ([`Expect`]).
+//! message: it walks the byte stream with exact lengths ([`Pattern::check`] takes any slice
+//! of a message at its offset; the engine's worker keeps that offset per connection).
 
 /// Bytes of header before the payload.
 pub const HEADER: usize = 16;

@@ -4,7 +4,9 @@
 //! | module       | what it holds                                                              |
 //! |--------------|----------------------------------------------------------------------------|
 //! | [`workload`] | what a run is ([`Workload`], [`Protocol`]) and [`Workload::check`]          |
-//! | [`engine`]   | many connections from few threads on mio; closed and open loop (its parts: worker, connect and load phases, HTTP replies, socket, progress line) |
+//! | [`engine`]   | many connections from few threads on mio: closed loop, open loop, churn   |
+//! |  `engine/`   | its parts: `worker` (with `worker/connect`, `worker/load`), `http_reply`,  |
+//! |              | `sock`, `progress`, `barrier`                                              |
 //! | [`errors`]   | the error counters by kind; client limits told apart from server faults   |
 //! | [`frame`]    | the echo message: header (length, connection id, sequence) and checked payload |
 //! | [`report`]   | one run's result: [`RunReport`], its [`report::Status`], percentiles       |
@@ -20,9 +22,11 @@
 //! | [`sweep`]    | `sweep`: every model at every value of one dimension                      |
 //! | [`folder`]   | the report folder: never overwritten, never shared; results.json and .csv |
 //! | [`charts`]   | SVG charts with plotters                                                   |
+//! | [`commands`] | what `loadgen` does past its flags: one target run, printing, a closed stdout |
 //! | [`target`], [`units`] | `HOST:PORT` / `unix:PATH`; `10k`, `2m`, `500ms`                   |
 
 pub mod charts;
+pub mod commands;
 pub mod compare;
 pub mod cost;
 pub mod engine;

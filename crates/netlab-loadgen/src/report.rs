@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn the_workload_record_keeps_its_json_shape() {
         let w = Workload::echo(crate::Target::Unix("/x".into()));
-        // The same keys in the same order as the record this replaced.
+        // The same keys in the same order as the record this replaced, and churn.
         let text = serde_json::to_string(&w).unwrap();
         let keys: Vec<&str> = text
             .split(&['{', ','][..])
@@ -286,7 +286,8 @@ mod tests {
                 "duration_s",
                 "timeout_s",
                 "nodelay",
-                "connect_rate"
+                "connect_rate",
+                "churn"
             ]
         );
         assert_eq!(json["protocol"], "echo");

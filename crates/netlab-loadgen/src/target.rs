@@ -1,4 +1,5 @@
-//! Where the load goes: `HOST:PORT` (TCP) or `unix:PATH` (a Unix-domain stream socket).
+//! Where the load goes: `HOST:PORT` (TCP) or `unix:PATH` (a Unix-domain stream socket), and
+//! the `http://HOST:PORT/path` URL of `loadgen http` ([`HttpUrl`]).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -32,6 +33,38 @@ impl Target {
     }
 }
 
+/// `http://HOST[:PORT]/path`, taken apart for `loadgen http`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub target: Target,
+    /// The `Host` header: the URL's authority as written (`127.0.0.1:8080`).
+    pub host: String,
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `http://127.0.0.1:8080/file`; the port defaults to 80 and the path to `/`.
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("'{url}': only http:// URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let with_port = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(HttpUrl {
+            target: Target::parse(&with_port)?,
+            host: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -58,5 +91,19 @@ mod tests {
         assert!(Target::parse("unix:").is_err());
         assert!(Target::parse("nonsense").is_err());
         assert_eq!(Target::parse("unix:/a").unwrap().to_string(), "unix:/a");
+    }
+
+    #[test]
+    fn parses_http_urls() {
+        let url = HttpUrl::parse("http://127.0.0.1:8080/a/b").unwrap();
+        assert_eq!(url.target, Target::parse("127.0.0.1:8080").unwrap());
+        assert_eq!(
+            (url.host.as_str(), url.path.as_str()),
+            ("127.0.0.1:8080", "/a/b")
+        );
+        let bare = HttpUrl::parse("http://[::1]").unwrap();
+        assert_eq!(bare.target, Target::parse("[::1]:80").unwrap());
+        assert_eq!(bare.path, "/");
+        assert!(HttpUrl::parse("https://127.0.0.1/").is_err());
     }
 }

@@ -43,6 +43,16 @@ pub fn parse_size_list(text: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
+/// A process id: a whole number above 0 (`--server-pid -1` would name no process, or all).
+pub fn parse_pid(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(format!(
+            "'{text}' is not a process id (a whole number above 0)"
+        )),
+    }
+}
+
 /// `on` / `off` (also `true`/`false`, `1`/`0`).
 pub fn parse_on_off(text: &str) -> Result<bool, String> {
     match text {
@@ -81,6 +91,9 @@ mod tests {
         assert_eq!(parse_count("2M"), Ok(2_000_000));
         assert!(parse_count("1.5").is_err());
         assert!(parse_count("x").is_err());
+        assert!(parse_count("-1").is_err());
+        assert_eq!(parse_pid("4242"), Ok(4242));
+        assert!(parse_pid("-1").is_err() && parse_pid("0").is_err());
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));

@@ -58,6 +58,11 @@ pub struct Workload {
     /// Show a live progress line (only ever on a terminal).
     #[serde(skip)]
     pub progress: bool,
+    /// Connection churn: each active connection connects, echoes one message, closes, and
+    /// starts again; a "message" is then one whole connection, and its latency runs from
+    /// `connect` to `close`.
+    #[serde(default)]
+    pub churn: bool,
 }
 
 impl Workload {
@@ -78,6 +83,7 @@ impl Workload {
             nodelay: true,
             connect_rate: None,
             progress: false,
+            churn: false,
         }
     }
 
@@ -98,6 +104,11 @@ impl Workload {
             parts.push(format!("+{} idle", self.idle));
         }
         match &self.protocol {
+            Protocol::Echo if self.churn => parts.push(if varying == Some("size") {
+                "churn (connect, one echo, close)".to_string()
+            } else {
+                format!("churn (connect, one {}-byte echo, close)", self.size)
+            }),
             Protocol::Echo if varying != Some("size") => {
                 parts.push(format!("{}-byte messages", self.size))
             }
@@ -107,6 +118,7 @@ impl Workload {
         let mut text = parts.join(", ");
         match self.rate {
             Some(rate) => text += &format!(", open loop {} msg/s", crate::units::human(rate)),
+            None if self.churn => {}
             None => text += &format!(", pipeline {}", self.pipeline),
         }
         text += &format!(
@@ -157,6 +169,16 @@ impl Workload {
         }
         if matches!(self.rate, Some(r) if r <= 0.0) {
             return bad("--rate must be more than 0".into());
+        }
+        if self.churn {
+            if self.protocol != Protocol::Echo {
+                return bad(
+                    "--churn is an echo workload; loadgen http keeps its connections".into(),
+                );
+            }
+            if self.rate.is_some() || self.pipeline != 1 {
+                return bad("--churn sends one message per connection, one connection after another: leave out --rate and --pipeline".into());
+            }
         }
         let total = self.connections + self.idle;
         let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)

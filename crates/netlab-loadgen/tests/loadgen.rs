@@ -7,36 +7,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use netlab_loadgen::servers::{self, Listen, RunningServer, MODELS};
-use netlab_loadgen::{measure, Environment, MeasureOptions, RunReport, Target, Workload};
+mod common;
 
-/// Builds the echo servers once per test binary and returns their directory.
-fn server_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let profile = servers::own_profile_dir().expect("test binary location");
-        let root = servers::workspace_root().expect("tests run from the workspace");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(&root)
-            .args(["build", "--quiet", "--bins", "-p", "netlab"])
-            .env("CARGO_TARGET_DIR", profile.parent().unwrap());
-        if profile.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .expect("run cargo build for the echo servers");
-        assert!(status.success(), "building the echo servers failed");
-        profile
-    })
-}
+use common::server_dir;
+use netlab_loadgen::servers::{Listen, RunningServer, MODELS};
+use netlab_loadgen::{measure, Environment, MeasureOptions, RunReport, Target, Workload};
 
 fn short(target: Target, connections: usize) -> Workload {
     Workload {

@@ -16,14 +16,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use netlab_loadgen::commands::{self, OneRun};
 use netlab_loadgen::compare::{self, Dimension, Plan, Transport};
-use netlab_loadgen::engine::BadArgument;
-use netlab_loadgen::report::{self, Environment, Format, MeasureOptions, RunReport};
+use netlab_loadgen::report::Format;
 use netlab_loadgen::servers;
+use netlab_loadgen::target::HttpUrl;
 use netlab_loadgen::units::{
-    parse_count, parse_count_list, parse_duration, parse_number, parse_on_off, parse_size_list,
+    parse_count, parse_count_list, parse_duration, parse_number, parse_on_off, parse_pid,
+    parse_size_list,
 };
-use netlab_loadgen::{Protocol, Target, Workload};
+use netlab_loadgen::{BadArgument, Protocol, Target, Workload};
 
 /// Load generator for the netlab echo servers: many connections from few threads (mio), every
 /// echoed byte checked, latency percentiles, client and server cost per message.
@@ -32,7 +34,8 @@ use netlab_loadgen::{Protocol, Target, Workload};
     name = "loadgen",
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    allow_negative_numbers = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,7 +49,7 @@ struct Cli {
     shape: Shape,
 
     /// Pid of the server, to report its CPU, context switches, RSS, threads and fds (/proc).
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
     server_pid: Option<i32>,
 
     #[command(flatten)]
@@ -84,20 +87,20 @@ struct Shape {
 #[derive(Args, Clone)]
 struct LoadFlags {
     /// Measured duration: 10s, 2m, 500ms [default: 10s; compare and sweep 2s].
-    #[arg(short = 'd', long, value_parser = parse_duration)]
+    #[arg(short = 'd', long, value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Option<Duration>,
 
     /// Warmup before the measured window [default: 1s; compare and sweep 500ms].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     warmup: Option<Duration>,
 
     /// Client threads (each runs one epoll loop over its share of the connections).
-    #[arg(short = 't', long, default_value_t = 1)]
-    threads: usize,
+    #[arg(short = 't', long, default_value = "1", value_parser = parse_count)]
+    threads: u64,
 
     /// Messages in flight per connection (closed loop).
-    #[arg(long, default_value_t = 1)]
-    pipeline: usize,
+    #[arg(long, default_value = "1", value_parser = parse_count)]
+    pipeline: u64,
 
     /// Open loop: messages per second in total (10k, 1.5M); latency from intended send time.
     #[arg(short = 'R', long, value_parser = parse_number)]
@@ -112,7 +115,7 @@ struct LoadFlags {
     connect_rate: Option<f64>,
 
     /// A connection owing an echo with nothing back for this long has timed out.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: Duration,
 
     /// Count the server's syscalls per message by name (perf tracepoints; needs the pid). The
@@ -120,6 +123,11 @@ struct LoadFlags {
     /// written on): take CPU figures from a run without it.
     #[arg(long)]
     syscalls: bool,
+
+    /// Connection churn: each connection connects, echoes one message and closes, again and
+    /// again; msg/s is then connections per second and latency runs from connect to close.
+    #[arg(long)]
+    churn: bool,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -172,6 +180,7 @@ struct ServerFlags {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct CompareArgs {
     #[command(flatten)]
     shape: Shape,
@@ -182,17 +191,18 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct SweepArgs {
     /// Idle connection counts to sweep: 0,100,1000,10000 (the default dimension).
-    #[arg(long, value_parser = count_list)]
+    #[arg(long, value_parser = count_list, allow_hyphen_values = true)]
     idle: Option<List>,
 
     /// Active connection counts to sweep: 1,10,100,1000.
-    #[arg(short = 'c', long, value_parser = count_list)]
+    #[arg(short = 'c', long, value_parser = count_list, allow_hyphen_values = true)]
     connections: Option<List>,
 
     /// Message sizes to sweep: 64,512,4k,64k.
-    #[arg(long, value_parser = size_list)]
+    #[arg(long, value_parser = size_list, allow_hyphen_values = true)]
     size: Option<List>,
 
     #[command(flatten)]
@@ -222,6 +232,7 @@ fn size_list(text: &str) -> Result<List, String> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct HttpArgs {
     /// http://HOST:PORT/path
     url: String,
@@ -231,7 +242,7 @@ struct HttpArgs {
     connections: u64,
 
     /// Pid of the server, for its cost per request and per GiB.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
     server_pid: Option<i32>,
 
     #[command(flatten)]
@@ -239,18 +250,32 @@ struct HttpArgs {
 }
 
 fn main() {
-    if std::env::args_os().len() == 1 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 1 {
         eprintln!("loadgen: error: give a target (HOST:PORT or unix:PATH) or a command (compare, sweep, http); see loadgen --help");
         std::process::exit(2);
     }
-    let cli: Cli = netlab_core::parse_args();
+    // Errors point to the help of the command they are about: `loadgen compare --help`.
+    let help = match args[1].to_str() {
+        Some(name @ ("compare" | "sweep" | "http")) => format!("loadgen {name} --help"),
+        _ => "loadgen --help".to_string(),
+    };
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            let line = commands::usage_error_line(&e.render().to_string());
+            eprintln!("loadgen: error: {line}; see {help}");
+            std::process::exit(2);
+        }
+    };
     netlab_loadgen::raise_fd_limit();
     match run(cli) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => match e.downcast_ref::<BadArgument>() {
             Some(bad) => {
-                eprintln!("loadgen: error: {bad}; see loadgen --help");
+                eprintln!("loadgen: error: {bad}; see {help}");
                 std::process::exit(2);
             }
             None => {
@@ -274,26 +299,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Duration::from_secs(10),
                 Duration::from_secs(1),
             );
-            let env = Environment::detect(&workload);
-            let report = report::measure(
-                &workload,
-                MeasureOptions {
-                    label: workload.target.to_string(),
-                    server_pid: cli.server_pid,
-                    syscalls: cli.load.syscalls,
-                    environment: env,
-                },
-            )?;
-            if report.connected == 0 && cli.load.format == Format::Table {
-                // Nothing to tabulate: say what happened in one line.
-                let why = report.error_examples.first().map_or("", String::as_str);
-                anyhow::bail!(
-                    "no connection to {} came up ({why}); is the server running?",
-                    workload.target
-                );
-            }
-            print_reports(std::slice::from_ref(&report), cli.load.format)?;
-            Ok(!report.failed())
+            commands::run_one(OneRun {
+                label: workload.target.to_string(),
+                workload,
+                server_pid: cli.server_pid,
+                syscalls: cli.load.syscalls,
+                format: cli.load.format,
+            })
         }
         Some(Command::Compare(args)) => {
             let workload = workload(
@@ -303,9 +315,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Duration::from_secs(2),
                 Duration::from_millis(500),
             );
+            // Refused before any server starts (`-c 0`, `--size 1`).
+            workload.check()?;
             let plan = plan(workload, &args.servers, &args.load, 3)?;
             let outcome = compare::compare(&plan, args.servers.out.as_deref())?;
-            finish(&outcome, args.load.format)
+            commands::print_outcome(&outcome, args.load.format)
         }
         Some(Command::Sweep(args)) => {
             let given = [
@@ -365,40 +379,36 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 // keeps the 10,000-connection step within about half a second.
                 workload.connect_rate = Some(20_000.0);
             }
+            workload.check()?;
             let plan = plan(workload, &args.servers, &args.load, 1)?;
             let outcome = compare::sweep(&plan, dimension, &values, args.servers.out.as_deref())?;
-            finish(&outcome, args.load.format)
+            commands::print_outcome(&outcome, args.load.format)
         }
         Some(Command::Http(args)) => {
-            let (target, host, path) = parse_url(&args.url).map_err(BadArgument)?;
+            let url = HttpUrl::parse(&args.url).map_err(BadArgument)?;
             let shape = Shape {
                 connections: args.connections,
                 idle: 0,
                 size: 0,
             };
             let mut workload = workload(
-                target,
+                url.target,
                 &shape,
                 &args.load,
                 Duration::from_secs(10),
                 Duration::from_secs(1),
             );
-            workload.protocol = Protocol::Http { host, path };
-            let env = Environment::detect(&workload);
-            let report = report::measure(
-                &workload,
-                MeasureOptions {
-                    label: args.url.clone(),
-                    server_pid: args.server_pid,
-                    syscalls: args.load.syscalls,
-                    environment: env,
-                },
-            )?;
-            match args.load.format {
-                Format::Table => print!("{}", http_table(&report)),
-                other => print_reports(std::slice::from_ref(&report), other)?,
-            }
-            Ok(!report.failed())
+            workload.protocol = Protocol::Http {
+                host: url.host,
+                path: url.path,
+            };
+            commands::run_one(OneRun {
+                label: args.url.clone(),
+                workload,
+                server_pid: args.server_pid,
+                syscalls: args.load.syscalls,
+                format: args.load.format,
+            })
         }
     }
 }
@@ -416,9 +426,9 @@ fn workload(
         protocol: Protocol::Echo,
         connections: shape.connections as usize,
         idle: shape.idle as usize,
-        threads: load.threads,
+        threads: load.threads as usize,
         size: shape.size,
-        pipeline: load.pipeline,
+        pipeline: load.pipeline as usize,
         rate: load.rate,
         warmup: load.warmup.unwrap_or(warmup),
         duration: load.duration.unwrap_or(duration),
@@ -426,6 +436,7 @@ fn workload(
         nodelay: load.nodelay,
         connect_rate: load.connect_rate,
         progress: std::io::stderr().is_terminal(),
+        churn: load.churn,
     }
 }
 
@@ -450,118 +461,4 @@ fn plan(
         },
         rounds: flags.rounds.map_or(default_rounds, |n| n as usize),
     })
-}
-
-fn finish(outcome: &compare::Outcome, format: Format) -> anyhow::Result<bool> {
-    print_reports(&outcome.reports, format)?;
-    if format == Format::Table {
-        if let Some(summary) = &outcome.summary {
-            println!("{summary}");
-        }
-        if let Some(r) = outcome.reports.first() {
-            println!("{}", r.environment.line());
-            let transport = compare::transport(&outcome.reports);
-            println!("workload: {} over {transport}", outcome.workload);
-        }
-    }
-    let names: Vec<String> = outcome
-        .files
-        .iter()
-        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    // The folder goes to stdout in table mode, to stderr otherwise (stdout is the data then).
-    let line = format!(
-        "report written to {}/ ({})",
-        outcome.out_dir.display(),
-        names.join(", ")
-    );
-    if format == Format::Table {
-        println!("{line}");
-    } else {
-        eprintln!("{line}");
-    }
-    Ok(!outcome.failed())
-}
-
-fn print_reports(reports: &[RunReport], format: Format) -> anyhow::Result<()> {
-    print!("{}", report::render(reports, format)?);
-    Ok(())
-}
-
-/// `http://HOST:PORT/path` -> (target, Host header, path).
-fn parse_url(url: &str) -> Result<(Target, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("'{url}': only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let with_port = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let target = Target::parse(&with_port)?;
-    Ok((target, authority.to_string(), path.to_string()))
-}
-
-/// The HTTP report: requests/s, GB/s, latency, server cost per request and per GiB.
-fn http_table(r: &RunReport) -> String {
-    let mut out = String::new();
-    let secs = r.window_s;
-    out += &format!("{}  ({})\n", r.model, r.environment.workload);
-    out += &format!(
-        "requests/s {:.0}   GB/s {:.3}   requests {}   errors {}\n",
-        r.messages as f64 / secs,
-        r.mb_per_s / 1e3,
-        r.messages,
-        r.errors.summary()
-    );
-    out += &format!(
-        "latency us  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
-        r.latency.p50_us, r.latency.p90_us, r.latency.p99_us, r.latency.p999_us, r.latency.max_us
-    );
-    out += &format!(
-        "client      {:.2} us CPU/request, busiest thread {:.0}% ({})\n",
-        r.client.cpu_us_per_msg,
-        r.client.busiest_thread * 100.0,
-        r.client.bound
-    );
-    match &r.server {
-        Some(s) => {
-            let split = if s.cpu_user_us_per_msg.is_nan() {
-                "user/sys split unknown: no clock tick in the window".to_string()
-            } else {
-                format!(
-                    "{:.2} user + {:.2} sys",
-                    s.cpu_user_us_per_msg, s.cpu_system_us_per_msg
-                )
-            };
-            out += &format!(
-                "server      {:.2} us CPU/request ({split}; {}), {:.1} ms CPU/GiB, busy {:.0}%\n",
-                s.cpu_us_per_msg,
-                if s.cpu_source == "schedstat" {
-                    "total from schedstat, split by ticks".to_string()
-                } else {
-                    format!("10 ms ticks: +/- {:.3}", s.cpu_resolution_us_per_msg)
-                },
-                s.cpu_ms_per_gib,
-                s.cpu_busy * 100.0
-            );
-            out += &format!(
-                "            cs/request {:.3} vol {:.3} invol; peak RSS {} KiB; threads {}; fds {}\n",
-                s.voluntary_cs_per_msg, s.involuntary_cs_per_msg, s.peak_rss_kib, s.threads, s.open_fds
-            );
-        }
-        None => out += "server      cost n/a (give --server-pid PID)\n",
-    }
-    out += &format!("syscalls    {}\n", r.syscalls.summary());
-    if let Some(w) = &r.client.warning {
-        out += &format!("warning: {w}\n");
-    }
-    for e in &r.error_examples {
-        out += &format!("error: {e}\n");
-    }
-    out
 }

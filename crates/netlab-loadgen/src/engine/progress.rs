@@ -62,16 +62,18 @@ impl Progress {
     }
 }
 
-/// Sleeps until `deadline`, refreshing the progress line every 100 ms.
+/// Sleeps until `deadline`, or until `stop` says so, refreshing the progress line every
+/// 100 ms.
 pub(crate) fn sleep_until(
     deadline: Instant,
     progress: &Progress,
     start: Instant,
     completed: &dyn Fn() -> u64,
+    stop: &dyn Fn() -> bool,
 ) {
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || stop() {
             return;
         }
         progress.load(now - start, completed());

@@ -17,10 +17,11 @@ use hdrhistogram::Histogram;
 use mio::event::Event;
 use mio::{Events, Poll};
 
+use super::barrier::OnPanic;
 use super::http_reply::{HttpReply, Step};
 use super::sock::Sock;
 use super::{new_histogram, Shared};
-use crate::errors::{connect_error, io_error, ConnError, ErrorCounts, ErrorKind};
+use crate::errors::{io_error, ConnError, ConnectErrors, ErrorCounts, ErrorKind};
 use crate::workload::Protocol;
 
 /// What one thread measured; the main thread merges them into an `EngineResult`.
@@ -32,6 +33,10 @@ pub(super) struct WorkerResult {
     pub(super) connect: Histogram<u64>,
     pub(super) connected: usize,
     pub(super) errors: ErrorCounts,
+    pub(super) connect_errors: ConnectErrors,
+    pub(super) first_error_s: Option<f64>,
+    /// When this thread's last active connection failed, if it did before the window's end.
+    pub(super) all_lost_s: Option<f64>,
     pub(super) examples: Vec<String>,
     pub(super) cpu: Duration,
 }
@@ -76,6 +81,14 @@ pub(super) struct Worker {
     result: WorkerResult,
     inflight_total: usize,
     connecting: usize,
+    /// `--churn` and the load phase has started: a connection that completes its echo is
+    /// closed and opened again.
+    churning: bool,
+    /// The connections are up and the load phase has begun (the window's times are set).
+    loading: bool,
+    /// Churn: connections closed after their echo, to open again once the events in hand are
+    /// handled (not while one of them is still being read).
+    reopen: Vec<usize>,
     /// Set once the load phase starts: the window and whether sending has stopped.
     measure_start: Instant,
     end: Instant,
@@ -115,11 +128,17 @@ impl Worker {
                 connect: new_histogram(),
                 connected: 0,
                 errors: ErrorCounts::default(),
+                connect_errors: ConnectErrors::default(),
+                first_error_s: None,
+                all_lost_s: None,
                 examples: Vec::new(),
                 cpu: Duration::ZERO,
             },
             inflight_total: 0,
             connecting: 0,
+            churning: false,
+            loading: false,
+            reopen: Vec::new(),
             measure_start: now,
             end: now,
             sending: true,
@@ -130,6 +149,10 @@ impl Worker {
 
     pub(super) fn run(mut self) -> anyhow::Result<WorkerResult> {
         let shared = Arc::clone(&self.shared);
+        // A panic anywhere below breaks the barriers, so no other thread waits for this one.
+        let _guard = OnPanic(|| shared.break_barriers());
+        let index = self.index;
+        let stopped = |_| anyhow::anyhow!("engine thread {index} stopped: another one failed");
         let active: Vec<usize> = (0..self.conns.len())
             .filter(|&i| self.conns[i].active)
             .collect();
@@ -138,20 +161,31 @@ impl Worker {
             .collect();
         let mut events = Events::with_capacity(1024);
         self.connect_all(&active, &mut events);
-        shared.active_done.wait();
+        #[cfg(test)]
+        self.test_panic(super::TestPanic::Connecting);
+        shared.active_done.wait().map_err(stopped)?;
         self.connect_all(&idle, &mut events);
-        shared.all_connected.wait();
-        shared.go.wait();
+        shared.all_connected.wait().map_err(stopped)?;
+        shared.go.wait().map_err(stopped)?;
         let (start, measure_start, end) =
             shared.start.lock().unwrap().expect("start set before go");
         self.measure_start = measure_start;
         self.end = end;
+        self.loading = true;
         self.load(start, &mut events);
-        shared.sampled.wait();
+        shared.sampled.wait().map_err(stopped)?;
         for i in 0..self.conns.len() {
             self.close(i);
         }
         Ok(self.result)
+    }
+
+    /// Tests only: engine thread 0 panics in `phase`, to show that a run still ends.
+    #[cfg(test)]
+    fn test_panic(&self, phase: super::TestPanic) {
+        if self.index == 0 && self.shared.panic_in == Some(phase) {
+            panic!("engine thread 0 panics on purpose, in the {phase:?} phase");
+        }
     }
 
     fn poll_once(&mut self, events: &mut Events, wait: Duration) {
@@ -170,6 +204,11 @@ impl Worker {
         for event in events.iter() {
             self.on_event(event);
         }
+        for i in std::mem::take(&mut self.reopen) {
+            if self.conns[i].state == State::Waiting && self.sending {
+                self.start_connect(i, Instant::now());
+            }
+        }
     }
 
     fn on_event(&mut self, event: &Event) {
@@ -184,8 +223,7 @@ impl Worker {
                     Ok(true) => self.connected(i, Instant::now()),
                     Ok(false) => return,
                     Err(e) => {
-                        let error = connect_error(&self.shared.workload.target, e);
-                        self.fail(i, error);
+                        self.connect_failed(i, e);
                         return;
                     }
                 }
@@ -360,6 +398,18 @@ impl Worker {
         };
         self.inflight_total -= 1;
         self.shared.completed[self.index].fetch_add(1, Ordering::Relaxed);
+        let now = if self.churning {
+            // The connection's life ends with its close: latency runs from connect to here.
+            self.close(i);
+            let conn = &mut self.conns[i];
+            conn.state = State::Waiting;
+            conn.out.clear();
+            conn.out_pos = 0;
+            self.reopen.push(i);
+            Instant::now()
+        } else {
+            now
+        };
         if now >= self.measure_start && now < self.end {
             self.result.messages += 1;
             self.result.bytes += bytes;
@@ -370,7 +420,7 @@ impl Worker {
                 self.result.latency_uncorrected.saturating_record(actual);
             }
         }
-        if self.sending && self.shared.workload.rate.is_none() {
+        if self.sending && self.shared.workload.rate.is_none() && !self.churning {
             self.queue_message(i, now, now);
         }
     }
@@ -429,6 +479,27 @@ impl Worker {
     fn fail(&mut self, i: usize, error: ConnError) {
         self.record_error(error);
         self.close(i);
+        // The last of this thread's active connections gone in the window: nothing more will
+        // be measured here (a failed connection is not reopened).
+        if self.sending
+            && self.loading
+            && self.result.all_lost_s.is_none()
+            && self
+                .conns
+                .iter()
+                .all(|c| !c.active || c.state == State::Closed)
+        {
+            self.result.all_lost_s = Some(self.seconds_into_window(Instant::now()));
+        }
+    }
+
+    /// Seconds from the start of the measured window to `now` (negative: before it).
+    fn seconds_into_window(&self, now: Instant) -> f64 {
+        if now >= self.measure_start {
+            (now - self.measure_start).as_secs_f64()
+        } else {
+            -(self.measure_start - now).as_secs_f64()
+        }
     }
 
     fn close(&mut self, i: usize) {
@@ -446,10 +517,26 @@ impl Worker {
 
     fn record_error(&mut self, error: ConnError) {
         self.result.errors.add(error.0);
+        // During the load, say when: a server that died mid-run shows as the moment its
+        // connections failed, with the figures up to then.
+        let mut when = String::new();
+        if self.loading {
+            let at = self.seconds_into_window(Instant::now());
+            let first = self.result.first_error_s.get_or_insert(at);
+            *first = first.min(at);
+            let window = (self.end - self.measure_start).as_secs_f64();
+            when = if at < 0.0 {
+                format!(" (in the warmup, {:.3} s before the window)", -at)
+            } else if at < window {
+                format!(" ({at:.3} s into the {window:.3} s window)")
+            } else {
+                " (in the drain after the window)".to_string()
+            };
+        }
         if self.result.examples.len() < 8 {
             self.result
                 .examples
-                .push(format!("{}: {}", error.0.name(), error.1));
+                .push(format!("{}: {}{when}", error.0.name(), error.1));
         }
     }
 }

@@ -23,7 +23,6 @@ impl Worker {
             .connect_rate
             .filter(|r| *r > 0.0)
             .map(|r| Duration::from_secs_f64(self.shared.threads as f64 / r));
-        let connect_timeout = w.timeout.max(Duration::from_secs(5));
         let mut next = 0;
         let mut next_at = Instant::now();
         loop {
@@ -56,22 +55,39 @@ impl Worker {
             self.poll_once(events, wait);
             let now = Instant::now();
             for &i in which {
-                if let State::Connecting(since) = self.conns[i].state {
-                    if now - since > connect_timeout {
-                        self.fail(
-                            i,
-                            ConnError(
-                                ErrorKind::Connect,
-                                format!("handshake not done after {connect_timeout:?}"),
-                            ),
-                        );
-                    }
-                }
+                self.check_handshake(i, now);
             }
         }
     }
 
-    fn start_connect(&mut self, i: usize, now: Instant) {
+    /// The handshake time a connection gets before it counts as a failed connect.
+    pub(super) fn connect_timeout(&self) -> Duration {
+        self.shared.workload.timeout.max(Duration::from_secs(5))
+    }
+
+    /// Fails connection `i` if its handshake has taken longer than [`Self::connect_timeout`].
+    pub(super) fn check_handshake(&mut self, i: usize, now: Instant) {
+        let timeout = self.connect_timeout();
+        if let State::Connecting(since) = self.conns[i].state {
+            if now - since > timeout {
+                self.result.connect_errors.timed_out += 1;
+                let error = ConnError(
+                    ErrorKind::Connect,
+                    format!("handshake not done after {timeout:?}"),
+                );
+                self.fail(i, error);
+            }
+        }
+    }
+
+    /// A connect failed (at once or during the handshake): counted by cause, named, closed.
+    pub(super) fn connect_failed(&mut self, i: usize, e: std::io::Error) {
+        self.result.connect_errors.count(&e);
+        let error = connect_error(&self.shared.workload.target, e);
+        self.fail(i, error);
+    }
+
+    pub(super) fn start_connect(&mut self, i: usize, now: Instant) {
         let target = self.shared.workload.target.clone();
         match Sock::open(&target) {
             Ok(mut sock) => {
@@ -95,11 +111,7 @@ impl Worker {
                     self.connected(i, now);
                 }
             }
-            Err(e) => {
-                self.conns[i].state = State::Closed;
-                let error = connect_error(&target, e);
-                self.record_error(error);
-            }
+            Err(e) => self.connect_failed(i, e),
         }
     }
 
@@ -111,6 +123,14 @@ impl Worker {
             conn.state = State::Open;
             conn.last_progress = now;
             self.connecting -= 1;
+            if self.churning {
+                // One message, timed from the connect: its echo ends the connection.
+                if self.sending {
+                    self.queue_message(i, since, now);
+                    self.flush(i);
+                }
+                return;
+            }
             self.result.connected += 1;
             self.shared.connected.fetch_add(1, Ordering::Relaxed);
             if conn.active {

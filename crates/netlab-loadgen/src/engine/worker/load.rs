@@ -23,8 +23,19 @@ impl Worker {
         let interval = w
             .rate
             .map(|r| Duration::from_secs_f64(w.connections as f64 / r));
+        // Churn: the connect phase's connections only showed that the server is there; each
+        // connection's life (connect, echo, close) starts over inside the load.
+        self.churning = w.churn;
+        #[cfg(test)]
+        self.test_panic(crate::engine::TestPanic::Loading);
         for i in 0..self.conns.len() {
             if !(self.conns[i].active && self.conns[i].state == State::Open) {
+                continue;
+            }
+            if self.churning {
+                self.close(i);
+                self.conns[i].state = State::Waiting;
+                self.start_connect(i, Instant::now());
                 continue;
             }
             match interval {
@@ -106,6 +117,10 @@ impl Worker {
             if now >= next_check {
                 next_check = now + check_every;
                 self.check_timeouts(now, w.timeout);
+                // Another engine thread died: the run is over, nothing here will be reported.
+                if self.shared.sampled.is_broken() {
+                    break;
+                }
             }
         }
         // Whatever is still owed after the drain timed out.
@@ -128,6 +143,7 @@ impl Worker {
 
     fn check_timeouts(&mut self, now: Instant, timeout: Duration) {
         for i in 0..self.conns.len() {
+            self.check_handshake(i, now);
             let conn = &self.conns[i];
             if conn.state == State::Open
                 && !conn.inflight.is_empty()
