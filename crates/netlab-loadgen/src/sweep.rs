@@ -42,6 +42,70 @@ impl Dimension {
     }
 }
 
+/// What a sweep's flags ask for: the dimension to vary and its values, and the shape of the
+/// workload in the other two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepChoice {
+    pub dimension: Dimension,
+    pub values: Vec<u64>,
+    pub connections: u64,
+    pub idle: u64,
+    pub size: u64,
+}
+
+impl SweepChoice {
+    /// The idle connections swept when no list is given.
+    pub const DEFAULT_IDLE: [u64; 4] = [0, 100, 1000, 10_000];
+
+    /// The swept dimension is the one given several values; single values only set the
+    /// workload's shape (`-c 5` with `--idle 0,1000` sweeps idle at 5 active connections).
+    /// With no list, idle connections are swept: the given single value, or
+    /// [`Self::DEFAULT_IDLE`]. Two lists are a usage error.
+    pub fn from_lists(
+        idle: Option<Vec<u64>>,
+        connections: Option<Vec<u64>>,
+        size: Option<Vec<u64>>,
+    ) -> Result<SweepChoice, BadArgument> {
+        let given = [
+            (Dimension::Idle, idle),
+            (Dimension::Connections, connections),
+            (Dimension::Size, size),
+        ];
+        let mut lists = given
+            .iter()
+            .filter_map(|(d, v)| v.as_ref().filter(|v| v.len() > 1).map(|v| (*d, v.clone())));
+        let (dimension, values) = match (lists.next(), lists.next()) {
+            (Some(_), Some(_)) => {
+                return Err(BadArgument(
+                    "sweep one dimension at a time: give a list to only one of --idle, --connections, --size".into(),
+                ))
+            }
+            (Some(list), None) => list,
+            (None, _) => (
+                Dimension::Idle,
+                given[0]
+                    .1
+                    .clone()
+                    .unwrap_or_else(|| Self::DEFAULT_IDLE.to_vec()),
+            ),
+        };
+        let single = |d: Dimension, default: u64| -> u64 {
+            given
+                .iter()
+                .find(|(g, v)| *g == d && *g != dimension && v.is_some())
+                .and_then(|(_, v)| v.as_ref()?.first().copied())
+                .unwrap_or(default)
+        };
+        Ok(SweepChoice {
+            dimension,
+            values,
+            connections: single(Dimension::Connections, 50),
+            idle: single(Dimension::Idle, 0),
+            size: single(Dimension::Size, 512),
+        })
+    }
+}
+
 /// `sweep`: every model at every value of one dimension.
 pub fn sweep(
     plan: &Plan,
@@ -215,4 +279,44 @@ fn sweep_summary(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choose(idle: Option<&[u64]>, c: Option<&[u64]>, size: Option<&[u64]>) -> SweepChoice {
+        let v = |x: Option<&[u64]>| x.map(<[u64]>::to_vec);
+        SweepChoice::from_lists(v(idle), v(c), v(size)).unwrap()
+    }
+
+    #[test]
+    fn the_dimension_is_the_one_with_several_values() {
+        let none = choose(None, None, None);
+        assert_eq!(none.dimension, Dimension::Idle);
+        assert_eq!(none.values, SweepChoice::DEFAULT_IDLE);
+        assert_eq!((none.connections, none.size), (50, 512));
+
+        let c = choose(Some(&[100]), Some(&[1, 10, 100]), None);
+        assert_eq!(
+            (c.dimension, c.values.as_slice()),
+            (Dimension::Connections, &[1, 10, 100][..])
+        );
+        assert_eq!(c.idle, 100, "a single value sets the shape");
+
+        // `sweep -c 5` sweeps idle at 5 active connections.
+        let five = choose(None, Some(&[5]), None);
+        assert_eq!((five.dimension, five.connections), (Dimension::Idle, 5));
+
+        let one_idle = choose(Some(&[1000]), None, Some(&[64, 4096]));
+        assert_eq!(one_idle.dimension, Dimension::Size);
+        assert_eq!(one_idle.idle, 1000);
+        assert_eq!(choose(Some(&[7]), None, None).values, [7]);
+    }
+
+    #[test]
+    fn two_lists_are_a_usage_error() {
+        let e = SweepChoice::from_lists(Some(vec![0, 1]), None, Some(vec![64, 512])).unwrap_err();
+        assert!(e.0.contains("one dimension at a time"));
+    }
 }
