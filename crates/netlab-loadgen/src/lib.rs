@@ -15,7 +15,7 @@
 //! | [`render`]   | the table (comfy-table) and its notes, JSON, CSV                          |
 //! | [`page`]     | `index.html`: the whole report on one self-contained page                 |
 //! | [`environment`] | the machine a result was measured on, in every report                  |
-//! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, threads, fds     |
+//! | [`cost`]     | the server's cost from /proc: CPU, context switches, RSS, VmSize, threads, fds |
 //! | [`syscalls`] | syscalls per message from perf tracepoints                                 |
 //! | [`servers`]  | finding, building, starting (pinned) and stopping the echo servers         |
 //! | [`compare`]  | `compare`: every model in turn (rounds, transports), files, charts, page  |

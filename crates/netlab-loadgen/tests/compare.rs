@@ -464,3 +464,63 @@ fn transport_tcp_and_unix_gives_two_rows_per_model_and_the_ratio() {
         .unwrap()
         .contains("TCP loopback against a Unix socket"));
 }
+
+#[test]
+fn a_sweep_writes_its_page_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loadgen(&[
+        "sweep",
+        "--idle",
+        "0,20",
+        "-c",
+        "3",
+        "--models",
+        "epoll-lt,poll",
+        "-d",
+        "150ms",
+        "--warmup",
+        "50ms",
+        "--rounds",
+        "2",
+        "--bin-dir",
+        server_dir().to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let page = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    for model in [
+        "epoll-lt idle=0",
+        "poll idle=0",
+        "epoll-lt idle=20",
+        "poll idle=20",
+    ] {
+        assert!(page.contains(&format!("<td>{model}</td>")), "{model}");
+    }
+    for chart in [
+        "sweep-throughput.svg",
+        "sweep-cpu-per-msg.svg",
+        "sweep-p99.svg",
+    ] {
+        assert!(page.contains(&format!("id=\"{chart}\"")), "{chart}");
+    }
+    assert_eq!(page.matches("<svg").count(), 3);
+    assert!(page.contains("messages/s by idle:"), "the summary matrices");
+    // Models are told apart at the same value: a row's marks name only rows at its value.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    for row in json.as_array().unwrap() {
+        let model = row["model"].as_str().unwrap();
+        let value = model.split_whitespace().nth(1).unwrap();
+        for other in row["rounds"]["not_distinguishable"]["msgs_per_s"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(
+                other.as_str().unwrap().ends_with(value),
+                "{model} ~ {other}"
+            );
+        }
+    }
+}
