@@ -5,11 +5,16 @@
 # say when it is absent), ip/ss/nstat (iproute2: lab 10's namespaces and socket states), tcpdump
 # (lab 10 prints the handshake's packets where it is installed; optional).
 # Needs root or sudo for apt-get; prints what it would install otherwise.
+# `scripts/setup.sh --browser` also installs chromium, to look at a report folder's index.html
+# headless (nothing else needs it).
 set -euo pipefail
 
 declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [perf]=linux-perf [ip]=iproute2 [ss]=iproute2 [tcpdump]=tcpdump)
+tools=(strace curl nc perf ip ss tcpdump)
+if [ "${1:-}" = --browser ]; then package_of[chromium]=chromium; tools+=(chromium); fi
+
 missing=()
-for tool in strace curl nc perf ip ss tcpdump; do
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -20,10 +25,10 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sud
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
+$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
 # perf is optional: a machine without a linux-perf package still runs every test.
 required=(); for p in "${missing[@]}"; do [ "$p" = linux-perf ] || [ "$p" = tcpdump ] || required+=("$p"); done
-[ ${#required[@]} -eq 0 ] || $sudo apt-get install -y -qq --no-install-recommends "${required[@]}"
+[ ${#required[@]} -eq 0 ] || $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${required[@]}"
 if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
   $sudo apt-get install -y -qq --no-install-recommends linux-perf || echo "setup: linux-perf not available; reports will mark syscall counts absent" >&2
 fi

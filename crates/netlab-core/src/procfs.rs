@@ -29,6 +29,8 @@ pub struct ProcStatus {
     pub vm_rss_kib: u64,
     /// Peak resident set size ("high water mark"), KiB.
     pub vm_hwm_kib: u64,
+    /// Virtual size: every mapping reserved, touched or not (thread stacks in full), KiB.
+    pub vm_size_kib: u64,
     pub threads: u64,
 }
 
@@ -85,6 +87,7 @@ fn parse_status(text: &str) -> ProcStatus {
             "nonvoluntary_ctxt_switches" => status.nonvoluntary_ctxt_switches = number(),
             "VmRSS" => status.vm_rss_kib = number(),
             "VmHWM" => status.vm_hwm_kib = number(),
+            "VmSize" => status.vm_size_kib = number(),
             "Threads" => status.threads = number(),
             _ => {}
         }

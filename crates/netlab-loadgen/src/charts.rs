@@ -31,19 +31,57 @@ fn with_subtitle<'a>(
     Ok(upper)
 }
 
-/// A bar chart: one bar per (label, value), the value written above it.
+/// One bar: its label, its value as stacked segments (one segment: a plain bar), and the
+/// spread of the total over the rounds, drawn as a whisker.
+#[derive(Debug, Clone)]
+pub struct Bar {
+    pub label: String,
+    pub segments: Vec<f64>,
+    pub range: Option<(f64, f64)>,
+}
+
+impl Bar {
+    pub fn total(&self) -> f64 {
+        self.segments.iter().sum()
+    }
+}
+
+/// A vertical whisker from `low` to `high` at `x`, with caps `half` wide.
+fn whisker(x: f64, low: f64, high: f64, half: f64) -> PathElement<(f64, f64)> {
+    PathElement::new(
+        vec![
+            (x - half, low),
+            (x + half, low),
+            (x, low),
+            (x, high),
+            (x - half, high),
+            (x + half, high),
+        ],
+        BLACK.stroke_width(2),
+    )
+}
+
+/// A bar chart: one bar per model, the value written above it, a whisker for its spread.
+/// With `segment_names` (more than one), each bar stacks its segments in those colours and a
+/// legend names them.
 pub fn bars(
     path: &Path,
     title: &str,
     subtitle: &str,
     y_label: &str,
-    data: &[(String, f64)],
+    segment_names: &[&str],
+    data: &[Bar],
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let root = with_subtitle(&root, subtitle)?;
     let n = data.len().max(1);
-    let top = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9) * 1.15;
+    let top = data
+        .iter()
+        .map(|d| d.range.map_or(d.total(), |r| r.1.max(d.total())))
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.15;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(20)
@@ -59,25 +97,40 @@ pub fn bars(
         .y_label_formatter(&|v| crate::units::human(*v))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, (label, value)) in data.iter().enumerate() {
+    let stacked = segment_names.len() > 1;
+    for (i, bar) in data.iter().enumerate() {
         let x = i as f64;
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x + 0.15, 0.0), (x + 0.85, *value)],
-                color.filled(),
-            )))
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut base = 0.0;
+        for (k, segment) in bar.segments.iter().enumerate() {
+            let color = if stacked {
+                PALETTE[k % PALETTE.len()]
+            } else {
+                PALETTE[i % PALETTE.len()]
+            };
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x + 0.15, base), (x + 0.85, base + segment)],
+                    color.filled(),
+                )))
+                .map_err(|e| anyhow!("{e}"))?;
+            base += segment;
+        }
+        if let Some((low, high)) = bar.range {
+            chart
+                .draw_series(std::iter::once(whisker(x + 0.5, low, high, 0.08)))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
         let centre = ("sans-serif", 15).into_font().color(&BLACK).pos(
             plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Bottom,
             ),
         );
+        let above = bar.range.map_or(bar.total(), |r| r.1.max(bar.total()));
         chart
             .draw_series(std::iter::once(Text::new(
-                crate::units::human(*value),
-                (x + 0.5, *value + top * 0.01),
+                crate::units::human(bar.total()),
+                (x + 0.5, above + top * 0.01),
                 centre.clone(),
             )))
             .map_err(|e| anyhow!("{e}"))?;
@@ -89,11 +142,34 @@ pub fn bars(
         );
         // The model name under its bar, drawn in pixel space below the plotting area.
         let (px, py) = chart.backend_coord(&(x + 0.5, 0.0));
-        root.draw(&Text::new(label.clone(), (px, py + 8), under))
+        root.draw(&Text::new(bar.label.clone(), (px, py + 8), under))
             .map_err(|e| anyhow!("{e}"))?;
+    }
+    if stacked {
+        for (k, name) in segment_names.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            // Below the title, in the plot's top right corner.
+            let y = 70 + 20 * k as i32;
+            root.draw(&Rectangle::new([(760, y), (774, y + 14)], color.filled()))
+                .map_err(|e| anyhow!("{e}"))?;
+            root.draw(&Text::new(
+                name.to_string(),
+                (780, y),
+                ("sans-serif", 14).into_font().color(&BLACK),
+            ))
+            .map_err(|e| anyhow!("{e}"))?;
+        }
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// One line of a line chart: a value per x (none where the run failed) and its spread.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<Option<f64>>,
+    pub ranges: Vec<Option<(f64, f64)>>,
 }
 
 /// A line chart: x is the swept value (evenly spaced, labelled with the values), one line per
@@ -104,7 +180,7 @@ pub fn lines(
     x_label: &str,
     y_label: &str,
     x_values: &[u64],
-    series: &[(String, Vec<Option<f64>>)],
+    series: &[Series],
     subtitle: &str,
 ) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
@@ -112,8 +188,10 @@ pub fn lines(
     let root = with_subtitle(&root, subtitle)?;
     let top = series
         .iter()
-        .flat_map(|s| s.1.iter().flatten())
-        .copied()
+        .flat_map(|s| {
+            let highs = s.ranges.iter().flatten().map(|r| r.1);
+            s.points.iter().flatten().copied().chain(highs)
+        })
         .fold(0.0, f64::max)
         .max(1e-9)
         * 1.3; // room for the legend above the lines
@@ -143,9 +221,24 @@ pub fn lines(
         .y_label_formatter(&|v| crate::units::human(*v))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (k, (name, values)) in series.iter().enumerate() {
+    for (
+        k,
+        Series {
+            name,
+            points,
+            ranges,
+        },
+    ) in series.iter().enumerate()
+    {
         let color = PALETTE[k % PALETTE.len()];
-        let points: Vec<(f64, f64)> = values
+        for (i, range) in ranges.iter().enumerate() {
+            if let Some((low, high)) = range {
+                chart
+                    .draw_series(std::iter::once(whisker(i as f64, *low, *high, 0.04)))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+        let points: Vec<(f64, f64)> = points
             .iter()
             .enumerate()
             .filter_map(|(i, v)| v.map(|v| (i as f64, v)))
@@ -180,16 +273,43 @@ mod tests {
     fn writes_svg_files() {
         let dir = tempfile::tempdir().unwrap();
         let bar = dir.path().join("b.svg");
+        let bar_of = |label: &str, segments: Vec<f64>, range| Bar {
+            label: label.into(),
+            segments,
+            range,
+        };
         bars(
             &bar,
             "t",
             "sub",
             "msg/s",
-            &[("a".into(), 10.0), ("b".into(), 20.0)],
+            &["msg/s"],
+            &[
+                bar_of("a", vec![10.0], None),
+                bar_of("b", vec![20.0], Some((18.0, 23.0))),
+            ],
         )
         .unwrap();
         let text = std::fs::read_to_string(&bar).unwrap();
         assert!(text.starts_with("<svg") && text.contains("\na\n") && text.contains("\nb\n"));
+        // The axes are 1-pixel black lines; a whisker is 2 pixels wide.
+        let whisker = r##"stroke="#000000" stroke-width="2""##;
+        assert_eq!(text.matches(whisker).count(), 1, "one whisker: {text}");
+        let stacked = dir.path().join("s.svg");
+        bars(
+            &stacked,
+            "t",
+            "sub",
+            "us",
+            &["user", "system"],
+            &[bar_of("a", vec![1.0, 4.0], Some((4.5, 5.5)))],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&stacked).unwrap();
+        assert!(
+            text.contains("\nuser\n") && text.contains("\nsystem\n"),
+            "{text}"
+        );
         let line = dir.path().join("l.svg");
         lines(
             &line,
@@ -197,7 +317,11 @@ mod tests {
             "idle",
             "msg/s",
             &[0, 100, 1000],
-            &[("poll".into(), vec![Some(1.0), Some(2.0), None])],
+            &[Series {
+                name: "poll".into(),
+                points: vec![Some(1.0), Some(2.0), None],
+                ranges: vec![Some((0.9, 1.1)), None, None],
+            }],
             "sub",
         )
         .unwrap();

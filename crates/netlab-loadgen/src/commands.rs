@@ -88,24 +88,8 @@ pub fn print_outcome(outcome: &compare::Outcome, format: Format) -> anyhow::Resu
             footer += &format!("{summary}\n");
         }
         if let Some(r) = outcome.reports.first() {
-            footer += &format!(
-                "environment: {}; {}; {} cores; netlab {}; client on core {}, server on core {}; load average {}\n",
-                r.environment.kernel,
-                r.environment.cpu_model,
-                r.environment.cores,
-                r.environment.netlab_version,
-                r.environment
-                    .client_core
-                    .map_or("any".into(), |c| c.to_string()),
-                r.environment
-                    .server_core
-                    .map_or("any".into(), |c| c.to_string()),
-                r.environment.load_average,
-            );
-            let transport = match outcome.reports.iter().find(|r| !r.target.is_empty()) {
-                Some(r) if r.target.starts_with("unix:") => "Unix-domain stream sockets",
-                _ => "TCP on 127.0.0.1",
-            };
+            footer += &format!("{}\n", r.environment.line());
+            let transport = compare::transport(&outcome.reports);
             footer += &format!("workload: {} over {transport}\n", outcome.workload);
         }
     }

@@ -1,17 +1,26 @@
-//! `compare` and `sweep`: the same workload against every echo server model in turn.
+//! `compare`: the same workload against every echo server model in turn (the machinery
+//! [`crate::sweep`] shares: placement, one model's run, rounds).
 //!
-//! Each run: start the server on 127.0.0.1:0 pinned to core 1 (the client's threads are on
-//! core 0), read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
-//! exited 0. The results go to a folder of JSON, CSV and SVG files named on stdout.
+//! Each run: start the server on 127.0.0.1:0 (or a Unix socket; `--transport tcp,unix` runs
+//! each model on both, side by side, with the ratios) pinned to core 1 (the client's threads
+//! are on core 0; a model that is about several cores, reuseport, is not pinned and says so),
+//! read its listening line, warm up, measure, SIGTERM it, check it said `stopped` and
+//! exited 0. With `--rounds N`, every model runs N times, interleaved, and its row holds the
+//! medians and spreads ([`crate::rounds`]). The results go to a folder named on stdout:
+//! results.json, results.csv, SVG charts and index.html ([`crate::page`]), the page of it all.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use serde::{Deserialize, Serialize};
-
-use crate::charts;
-use crate::report::{self, Environment, MeasureOptions, RunReport};
+use crate::charts::{self, Bar};
+use crate::environment;
+pub use crate::folder::timestamp;
+use crate::folder::{output_dir, write_results};
+use crate::page::{self, Page};
+use crate::render;
+use crate::report::{self, Environment, MeasureOptions, RunReport, Status};
+use crate::rounds::{self, Figure};
 use crate::servers::{self, Listen, ModelSpec, RunningServer};
+pub use crate::sweep::{sweep, Dimension};
 use crate::Workload;
 
 /// How to run a set of models.
@@ -29,18 +38,20 @@ pub struct Plan {
     pub pin: bool,
     /// The forking server is skipped above this many connections (one process each).
     pub max_processes: usize,
-    /// Serve on Unix-domain sockets instead of TCP loopback.
-    pub unix: bool,
+    /// TCP loopback, Unix-domain sockets, or both side by side (each model once per transport).
+    pub transports: Vec<Transport>,
+    /// Run every model this many times, interleaved; more than one gives medians and spreads.
+    pub rounds: usize,
 }
 
 /// Where client and server run.
-struct Placement {
-    client: Option<usize>,
-    server: Option<usize>,
-    note: Option<String>,
+pub(crate) struct Placement {
+    pub(crate) client: Option<usize>,
+    pub(crate) server: Option<usize>,
+    pub(crate) note: Option<String>,
 }
 
-fn place(pin: bool) -> Placement {
+pub(crate) fn place(pin: bool) -> Placement {
     let cores = servers::online_cores();
     if !pin {
         return Placement {
@@ -77,6 +88,7 @@ fn place(pin: bool) -> Placement {
 /// Runs one model with one workload and returns its row (never fails: problems go in the row).
 fn run_model(
     spec: &ModelSpec,
+    transport: Transport,
     bin_dir: &Path,
     workload: &Workload,
     env: &Environment,
@@ -84,7 +96,7 @@ fn run_model(
     plan: &Plan,
 ) -> RunReport {
     let bin = bin_dir.join(spec.bin);
-    let listen = if plan.unix {
+    let listen = if transport == Transport::Unix {
         let path = std::env::temp_dir().join(format!(
             "netlab-loadgen-{}-{}.sock",
             std::process::id(),
@@ -96,16 +108,25 @@ fn run_model(
         Listen::Tcp
     };
     let syscalls = plan.syscalls;
-    let server = match RunningServer::start(&bin, spec.args, &listen, placement.server) {
+    if !bin.exists() {
+        // A model this checkout does not have (yet): not a failure of the comparison.
+        let why = format!("skipped: {} not found in {}", spec.bin, bin_dir.display());
+        return RunReport::skipped(spec.name, workload, env, &why);
+    }
+    let server_core = if spec.one_core {
+        placement.server
+    } else {
+        None
+    };
+    let mut env = env.clone();
+    env.server_core = server_core;
+    let env = &env;
+    let server = match RunningServer::start(&bin, spec.args, &listen, server_core) {
         Ok(server) => server,
-        Err(why) => {
-            let why = if why.contains("not built yet") {
-                format!("{} is a placeholder (not built yet)", spec.bin)
-            } else {
-                why
-            };
-            return RunReport::unavailable(spec.name, workload, env, &why);
+        Err(why) if why.starts_with(servers::NOT_BUILT) => {
+            return RunReport::skipped(spec.name, workload, env, &format!("skipped: {why}"));
         }
+        Err(why) => return RunReport::unavailable(spec.name, workload, env, &why),
     };
     let mut workload = workload.clone();
     workload.target = server.target.clone();
@@ -125,7 +146,7 @@ fn run_model(
         Ok(r) => r,
         Err(e) => {
             let mut r = RunReport::unavailable(spec.name, &workload, env, &format!("{e:#}"));
-            r.status = "errors".into();
+            r.status = Status::Errors;
             r
         }
     };
@@ -138,23 +159,214 @@ fn run_model(
         let e = &report.errors;
         let other = e.mismatch + e.short_echo + e.timeout + e.connect + e.http + e.client_limit;
         if measured_ok && other == 0 && e.closed + e.reset <= refused {
-            report.status = "fd limit (FD_SETSIZE)".into();
+            report.status = Status::FdLimit;
         }
         notes.push(format!(
             "fd limit (FD_SETSIZE): the server refused {refused} connection(s) whose fd was >= 1024; the figures cover the connections it kept"
         ));
     }
     if !stopped.problems.is_empty() {
-        report.status = "errors".into();
+        report.status = Status::Errors;
         notes.push(format!("server stop: {}", stopped.problems.join("; ")));
     }
     if let Some(n) = &placement.note {
         notes.push(n.clone());
     }
+    if !spec.one_core {
+        notes.push(spread_note(&report, placement));
+    }
     if !notes.is_empty() {
         report.note = Some(notes.join("; "));
     }
     report
+}
+
+/// Where a server that is not pinned ran, and the scaling this machine allows it.
+fn spread_note(report: &RunReport, placement: &Placement) -> String {
+    let cores = report.environment.cores;
+    let loops = report.server.as_ref().map_or(0, |s| s.threads);
+    let client = match placement.client {
+        Some(core) => format!("the client pinned to core {core}"),
+        None => "the client not pinned".to_string(),
+    };
+    let scaling = if cores <= 2 {
+        format!(
+            "on {cores} cores the client needs one, so the loops share it and at most one more core: 2 loops cannot scale to 2 cores of their own here, and more than 2 cannot scale at all; what it shows is the cost of the split (threads, listeners), not its gain"
+        )
+    } else {
+        format!(
+            "{cores} cores: up to {} loops can have a core of their own beside the client",
+            cores - 1
+        )
+    };
+    format!(
+        "not pinned: {loops} threads in all (a SO_REUSEPORT loop per core by default) free to run on any of {cores} cores, {client}; {scaling}"
+    )
+}
+
+/// Every model `plan.rounds` times, interleaved (round k starts at the k-th model), then one
+/// row per model: the run itself for a single round, the medians and spreads for several.
+pub(crate) fn run_rounds(
+    plan: &Plan,
+    workload: &Workload,
+    bin_dir: &Path,
+    env: &Environment,
+    placement: &Placement,
+    label: &dyn Fn(&ModelSpec) -> String,
+) -> Vec<RunReport> {
+    // Each model once per transport, side by side: epoll-lt tcp, epoll-lt unix, poll tcp, ...
+    let entries: Vec<(ModelSpec, Transport)> = plan
+        .models
+        .iter()
+        .flat_map(|spec| plan.transports.iter().map(|t| (*spec, *t)))
+        .collect();
+    let label = |spec: &ModelSpec, transport: Transport| {
+        if plan.transports.len() > 1 {
+            format!("{} {}", label(spec), transport.name())
+        } else {
+            label(spec)
+        }
+    };
+    let n = entries.len();
+    let total = plan.rounds.max(1);
+    let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); n];
+    for round in 0..total {
+        for i in rounds::order(n, round) {
+            let (spec, transport) = &entries[i];
+            let (spec, transport) = (spec, *transport);
+            // A model that could not run (or was skipped) once is not tried again.
+            if runs[i].iter().any(|r| !r.status.measured()) {
+                continue;
+            }
+            let report = match too_many_processes(spec, workload, env, plan) {
+                Some(skipped) => skipped,
+                None => {
+                    let name = label(spec, transport);
+                    if total > 1 {
+                        eprintln!("loadgen: {name} (round {}/{total}) ...", round + 1);
+                    } else {
+                        eprintln!("loadgen: {name} ...");
+                    }
+                    run_model(spec, transport, bin_dir, workload, env, placement, plan)
+                }
+            };
+            runs[i].push(report);
+        }
+    }
+    let load = environment::load_average();
+    runs.into_iter()
+        .zip(&entries)
+        .map(|(mut runs, (spec, transport))| {
+            let mut row = if total == 1 || runs.len() == 1 {
+                runs.remove(0)
+            } else {
+                rounds::combine(runs, load.clone())
+            };
+            row.model = label(spec, *transport);
+            row
+        })
+        .collect()
+}
+
+/// How the servers listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on 127.0.0.1, a free port.
+    Tcp,
+    /// A Unix-domain stream socket in the temp dir.
+    Unix,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+        }
+    }
+
+    /// `tcp`, `unix` or `tcp,unix`.
+    pub fn parse_list(text: &str) -> Result<Vec<Transport>, String> {
+        let mut list = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let t = match part {
+                "tcp" => Transport::Tcp,
+                "unix" => Transport::Unix,
+                other => return Err(format!("unknown transport '{other}' (tcp, unix)")),
+            };
+            if !list.contains(&t) {
+                list.push(t);
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// With both transports: per model, the Unix socket's figures over TCP's.
+fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
+    let mut rows = Vec::new();
+    for (k, spec) in models.iter().enumerate() {
+        let (tcp, unix) = (&reports[2 * k], &reports[2 * k + 1]);
+        if !tcp.status.measured() || !unix.status.measured() {
+            continue;
+        }
+        let cpu = |r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}x", b / a),
+            _ => "-".into(),
+        };
+        let fmt_cpu = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+        rows.push(vec![
+            spec.name.to_string(),
+            crate::units::human(tcp.msgs_per_s),
+            crate::units::human(unix.msgs_per_s),
+            ratio(Some(tcp.msgs_per_s), Some(unix.msgs_per_s)),
+            render::fmt_us(tcp.latency.p99_us),
+            render::fmt_us(unix.latency.p99_us),
+            ratio(Some(tcp.latency.p99_us), Some(unix.latency.p99_us)),
+            fmt_cpu(cpu(tcp)),
+            fmt_cpu(cpu(unix)),
+            ratio(cpu(tcp), cpu(unix)),
+        ]);
+    }
+    let header = [
+        "model",
+        "tcp msg/s",
+        "unix msg/s",
+        "unix/tcp",
+        "tcp p99us",
+        "unix p99us",
+        "unix/tcp",
+        "tcp srv us/msg",
+        "unix srv us/msg",
+        "unix/tcp",
+    ];
+    format!(
+        "\nTCP loopback against a Unix socket, same server, same run (ratio = unix / tcp):\n{}",
+        render::text_table(&header, &rows)
+    )
+}
+
+/// The forking server makes a process per connection: above `--max-processes` its row is
+/// skipped rather than run.
+pub(crate) fn too_many_processes(
+    spec: &ModelSpec,
+    workload: &Workload,
+    env: &Environment,
+    plan: &Plan,
+) -> Option<RunReport> {
+    let total = workload.connections + workload.idle;
+    (spec.name == "fork" && total > plan.max_processes).then(|| {
+        RunReport::skipped(
+            spec.name,
+            workload,
+            env,
+            &format!(
+                "skipped: would fork {total} processes (--max-processes {})",
+                plan.max_processes
+            ),
+        )
+    })
 }
 
 /// Results of a compare or sweep, and where they were written.
@@ -177,314 +389,118 @@ impl Outcome {
 
 /// `compare`: every model with the same workload.
 pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
+    // Bad input is refused before anything is built, started or written.
+    plan.workload.check()?;
+    let out_dir = output_dir(out, "netlab-report")?;
     let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
     let placement = place(plan.pin);
     let mut env = Environment::detect(&plan.workload);
     env.client_core = placement.client;
     env.server_core = placement.server;
-    let mut reports = Vec::new();
-    for spec in &plan.models {
-        if spec.name == "fork"
-            && plan.workload.connections + plan.workload.idle > plan.max_processes
-        {
-            reports.push(RunReport::skipped(
-                spec.name,
-                &plan.workload,
-                &env,
-                &format!(
-                    "skipped: would fork {} processes (--max-processes {})",
-                    plan.workload.connections + plan.workload.idle,
-                    plan.max_processes
-                ),
-            ));
-            continue;
-        }
-        eprintln!("loadgen: {} ...", spec.name);
-        reports.push(run_model(
-            spec,
-            &bin_dir,
-            &plan.workload,
-            &env,
-            &placement,
-            plan,
-        ));
-    }
-    let out_dir = output_dir(out, "netlab-report")?;
+    let mut reports = run_rounds(plan, &plan.workload, &bin_dir, &env, &placement, &|spec| {
+        spec.name.to_string()
+    });
+    rounds::mark_overlaps(&mut reports);
     let mut files = write_results(&out_dir, &reports)?;
-    let measured: Vec<&RunReport> = reports
-        .iter()
-        .filter(|r| r.status != "unavailable" && r.status != "skipped")
-        .collect();
+    let measured: Vec<&RunReport> = reports.iter().filter(|r| r.status.measured()).collect();
     let subtitle = format!(
         "{}; {}; {}",
         plan.workload.describe(),
         env.kernel,
         env.cpu_model
     );
-    let chart = |name: &str, title: &str, y: &str, f: &dyn Fn(&RunReport) -> f64| {
-        let path = out_dir.join(name);
-        let data: Vec<(String, f64)> = measured.iter().map(|r| (r.model.clone(), f(r))).collect();
-        charts::bars(&path, title, &subtitle, y, &data).map(|_| path)
+    let range = |r: &RunReport, figure: Figure| {
+        let s = r.rounds.as_ref()?.spread(figure)?;
+        Some((s.min, s.max))
     };
-    files.push(chart(
-        "throughput.svg",
-        "Throughput (messages/s)",
-        "messages/s",
-        &|r| r.msgs_per_s,
-    )?);
-    files.push(chart(
-        "p99.svg",
-        "p99 latency (us)",
-        "p99 latency (us)",
-        &|r| r.latency.p99_us,
-    )?);
-    files.push(chart(
-        "cpu-per-msg.svg",
-        "Server CPU per message (us, user+system)",
-        "server CPU us/message (user+sys)",
-        &|r| r.server.as_ref().map_or(0.0, |s| s.cpu_us_per_msg),
-    )?);
-    Ok(Outcome {
-        reports,
-        out_dir,
-        files,
-        summary: None,
-        workload: plan.workload.describe(),
-    })
-}
-
-/// What `sweep` varies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dimension {
-    Idle,
-    Connections,
-    Size,
-}
-
-impl Dimension {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dimension::Idle => "idle",
-            Dimension::Connections => "connections",
-            Dimension::Size => "size",
-        }
-    }
-
-    fn apply(self, workload: &mut Workload, value: u64) {
-        match self {
-            Dimension::Idle => workload.idle = value as usize,
-            Dimension::Connections => workload.connections = value as usize,
-            Dimension::Size => workload.size = value as usize,
-        }
-    }
-}
-
-/// `sweep`: every model at every value of one dimension.
-pub fn sweep(
-    plan: &Plan,
-    dimension: Dimension,
-    values: &[u64],
-    out: Option<&Path>,
-) -> anyhow::Result<Outcome> {
-    let bin_dir = servers::locate_servers(plan.bin_dir.as_deref(), plan.build)?;
-    let placement = place(plan.pin);
-    let mut reports = Vec::new();
-    for &value in values {
-        let mut workload = plan.workload.clone();
-        dimension.apply(&mut workload, value);
-        let mut env = Environment::detect(&workload);
-        env.client_core = placement.client;
-        env.server_core = placement.server;
-        for spec in &plan.models {
-            let label = format!("{} {}={value}", spec.name, dimension.name());
-            let total = workload.connections + workload.idle;
-            let mut report = if spec.name == "fork" && total > plan.max_processes {
-                RunReport::skipped(
-                    spec.name,
-                    &workload,
-                    &env,
-                    &format!(
-                        "skipped: would fork {total} processes (--max-processes {})",
-                        plan.max_processes
-                    ),
-                )
-            } else {
-                eprintln!("loadgen: {label} ...");
-                run_model(spec, &bin_dir, &workload, &env, &placement, plan)
-            };
-            report.model = label;
-            reports.push(report);
-        }
-    }
-    let out_dir = output_dir(out, "netlab-sweep")?;
-    let mut files = write_results(&out_dir, &reports)?;
-    let series = |f: &dyn Fn(&RunReport) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
-        plan.models
+    let bar = |r: &RunReport, segments: Vec<f64>, figure: Figure| Bar {
+        label: r.model.clone(),
+        segments,
+        range: range(r, figure),
+    };
+    let plain = |f: &dyn Fn(&RunReport) -> f64, figure: Figure| -> Vec<Bar> {
+        measured
             .iter()
-            .enumerate()
-            .map(|(k, spec)| {
-                let points = (0..values.len())
-                    .map(|v| {
-                        let r = &reports[v * plan.models.len() + k];
-                        if r.status == "ok" {
-                            f(r)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                (spec.name.to_string(), points)
-            })
+            .map(|r| bar(r, vec![f(r)], figure))
             .collect()
     };
-    let what = dimension.name();
-    let subtitle = format!("varying {what}");
-    let listed: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-    let footer = format!(
-        "{}; {what} = {}",
-        plan.workload.describe_varying(Some(what)),
-        listed.join(", ")
-    );
-    for (file, title, y, f) in [
+    let cpu: Vec<Bar> = measured
+        .iter()
+        .map(|r| {
+            let segments = match &r.server {
+                Some(s) if s.cpu_user_us_per_msg.is_finite() => {
+                    vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
+                }
+                // No clock tick in the window: the split is unknown, the total is not.
+                Some(s) => vec![0.0, s.cpu_us_per_msg],
+                None => vec![0.0, 0.0],
+            };
+            bar(r, segments, Figure::ServerCpuUsPerMsg)
+        })
+        .collect();
+    // The spread goes in the title: the subtitle is already as long as a chart is wide.
+    let of_rounds = if plan.rounds > 1 {
+        format!(", median and min..max of {} rounds", plan.rounds)
+    } else {
+        String::new()
+    };
+    for (name, title, y, names, data) in [
         (
-            "sweep-throughput.svg",
-            format!("Throughput, {subtitle}"),
+            "throughput.svg",
+            format!("Throughput (messages/s){of_rounds}"),
             "messages/s",
-            &(|r: &RunReport| Some(r.msgs_per_s)) as &dyn Fn(&RunReport) -> Option<f64>,
+            &["msg/s"][..],
+            plain(&|r| r.msgs_per_s, Figure::MsgsPerS),
         ),
         (
-            "sweep-cpu-per-msg.svg",
-            format!("Server CPU per message, {subtitle}"),
-            "server CPU us/message",
-            &|r: &RunReport| r.server.as_ref().map(|s| s.cpu_us_per_msg),
-        ),
-        (
-            "sweep-p99.svg",
-            format!("p99 latency, {subtitle}"),
+            "p99.svg",
+            format!("p99 latency (us){of_rounds}"),
             "p99 latency (us)",
-            &|r: &RunReport| Some(r.latency.p99_us),
+            &["p99"][..],
+            plain(&|r| r.latency.p99_us, Figure::P99Us),
+        ),
+        (
+            "cpu-per-msg.svg",
+            format!("Server CPU per message (us, user + system){of_rounds}"),
+            "server CPU us/message",
+            &["user", "system"][..],
+            cpu,
         ),
     ] {
-        let path = out_dir.join(file);
-        charts::lines(&path, &title, what, y, values, &series(f), &footer)?;
+        let path = out_dir.join(name);
+        charts::bars(&path, &title, &subtitle, y, names, &data)?;
         files.push(path);
     }
-    let summary = sweep_summary(&reports, &plan.models, dimension, values);
+    let workload = plan.workload.describe();
+    let summary = (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models));
+    let charts = files[2..].to_vec();
+    files.push(page::write(
+        &out_dir,
+        &Page {
+            title: "netlab compare",
+            workload: &format!("{workload} over {}", transport(&reports)),
+            charts: &charts,
+            preformatted: summary.as_deref(),
+        },
+        &reports,
+    )?);
     Ok(Outcome {
         reports,
         out_dir,
         files,
-        summary: Some(summary),
-        workload: footer,
+        summary,
+        workload,
     })
 }
 
-/// Two small matrices: messages/s and server CPU us/message, model by swept value.
-fn sweep_summary(
-    reports: &[RunReport],
-    models: &[ModelSpec],
-    dimension: Dimension,
-    values: &[u64],
-) -> String {
-    let mut out = String::new();
-    for (title, cell) in [
-        (
-            "messages/s",
-            &(|r: &RunReport| crate::units::human(r.msgs_per_s)) as &dyn Fn(&RunReport) -> String,
-        ),
-        ("server CPU us/message", &|r: &RunReport| {
-            r.server
-                .as_ref()
-                .map_or("-".into(), |s| format!("{:.2}", s.cpu_us_per_msg))
-        }),
-    ] {
-        out += &format!("\n{title} by {}:\n", dimension.name());
-        out += &format!("{:<10}", "model");
-        for v in values {
-            out += &format!("{:>14}", v);
-        }
-        out.push('\n');
-        for (k, spec) in models.iter().enumerate() {
-            out += &format!("{:<10}", spec.name);
-            for v in 0..values.len() {
-                let r = &reports[v * models.len() + k];
-                let text = match r.status.as_str() {
-                    "ok" => cell(r),
-                    "fd limit (FD_SETSIZE)" => "FD_SETSIZE".into(),
-                    "skipped" => "skipped".into(),
-                    "unavailable" => "n/a".into(),
-                    _ => format!("{} err", cell(r)),
-                };
-                out += &format!("{text:>14}");
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// `results.json` and `results.csv` in `dir`.
-fn write_results(dir: &Path, reports: &[RunReport]) -> anyhow::Result<Vec<PathBuf>> {
-    let json = dir.join("results.json");
-    std::fs::write(&json, serde_json::to_string_pretty(reports)? + "\n")
-        .with_context(|| format!("cannot write {}", json.display()))?;
-    let csv = dir.join("results.csv");
-    std::fs::write(&csv, report::render(reports, report::Format::Csv)?)
-        .with_context(|| format!("cannot write {}", csv.display()))?;
-    Ok(vec![json, csv])
-}
-
-/// The output folder: `out`, or `./PREFIX-YYYYmmdd-HHMMSS/` (UTC).
-fn output_dir(out: Option<&Path>, prefix: &str) -> anyhow::Result<PathBuf> {
-    let dir = match out {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from(format!("{prefix}-{}", timestamp())),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
-    Ok(dir)
-}
-
-/// `YYYYmmdd-HHMMSS` in UTC.
-pub fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(timestamp().len(), 15);
+/// `TCP on 127.0.0.1`, `Unix-domain stream sockets` or both, from the rows' targets.
+pub fn transport(reports: &[RunReport]) -> &'static str {
+    let measured = || reports.iter().filter(|r| !r.target.is_empty());
+    let unix = measured().any(|r| r.target.starts_with("unix:"));
+    let tcp = measured().any(|r| !r.target.starts_with("unix:"));
+    match (tcp, unix) {
+        (true, true) => "TCP on 127.0.0.1 and Unix-domain stream sockets",
+        (false, true) => "Unix-domain stream sockets",
+        _ => "TCP on 127.0.0.1",
     }
 }

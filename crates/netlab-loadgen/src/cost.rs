@@ -30,6 +30,7 @@ pub struct Sample {
     pub involuntary_cs: u64,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    pub vm_size_kib: u64,
     pub open_fds: usize,
     pub pids: Vec<i32>,
 }
@@ -81,6 +82,7 @@ pub fn sample(pid: i32) -> Option<Sample> {
         if let Ok(status) = procfs::status(p) {
             total.rss_kib += status.vm_rss_kib;
             total.hwm_kib += status.vm_hwm_kib;
+            total.vm_size_kib += status.vm_size_kib;
         }
         total.open_fds += procfs::open_fds(p).unwrap_or(0);
         // Context switches are per thread: sum the tasks.
@@ -179,6 +181,13 @@ pub struct ServerCost {
     pub peak_rss_kib: u64,
     /// (RSS at the end of the window - RSS before any connection) / connections.
     pub rss_kib_per_conn: f64,
+    /// Virtual size (VmSize) at the end of the window, summed over the tree.
+    #[serde(default)]
+    pub vm_size_kib: u64,
+    /// (VmSize at the end - VmSize before any connection) / connections: what each connection
+    /// reserved, touched or not (a thread's whole stack); RSS/conn is what it touched.
+    #[serde(default)]
+    pub vm_size_kib_per_conn: f64,
 }
 
 impl ServerCost {
@@ -236,6 +245,7 @@ impl ServerCost {
         };
         let gib = bytes as f64 / (1u64 << 30) as f64;
         let baseline = before_connections.map_or(0, |s| s.rss_kib);
+        let vm_baseline = before_connections.map_or(0, |s| s.vm_size_kib);
         ServerCost {
             pid,
             processes: end.processes,
@@ -265,6 +275,12 @@ impl ServerCost {
             } else {
                 0.0
             },
+            vm_size_kib: end.vm_size_kib,
+            vm_size_kib_per_conn: if connections > 0 {
+                end.vm_size_kib.saturating_sub(vm_baseline) as f64 / connections as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -285,6 +301,12 @@ mod tests {
         assert!(tree.contains(&(child.id() as i32)));
         let s = sample(me).unwrap();
         assert!(s.processes >= 2 && s.threads >= 2 && s.open_fds > 0 && s.rss_kib > 0);
+        assert!(
+            s.vm_size_kib > s.rss_kib,
+            "{} vs {}",
+            s.vm_size_kib,
+            s.rss_kib
+        );
         child.kill().unwrap();
         child.wait().unwrap();
     }

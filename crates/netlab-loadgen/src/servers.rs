@@ -22,49 +22,84 @@ pub struct ModelSpec {
     pub name: &'static str,
     pub bin: &'static str,
     pub args: &'static [&'static str],
+    /// Pinned to the server's core like the others; `false` for a server whose point is to
+    /// use several cores (reuseport), which then runs wherever the kernel puts its threads.
+    pub one_core: bool,
 }
 
-/// Every echo server model, in lab order. echo-fork is compared when it is built.
+/// The start of the error [`RunningServer::start`] returns for a server that exited with
+/// status 69 (EX_UNAVAILABLE) before listening: a model this build could not make (echo-c
+/// without a C compiler prints `echo-c: not built: REASON`).
+pub const NOT_BUILT: &str = "not built: ";
+
+/// Every echo server model, in lab order (the forking server last: the heaviest). tokio runs
+/// its default current-thread runtime, reuseport its default loop per online core.
 pub const MODELS: &[ModelSpec] = &[
     ModelSpec {
         name: "blocking",
         bin: "echo-blocking",
         args: &["--mode", "threads"],
+        one_core: true,
     },
     ModelSpec {
         name: "select",
         bin: "echo-select",
         args: &[],
+        one_core: true,
     },
     ModelSpec {
         name: "poll",
         bin: "echo-poll",
         args: &[],
+        one_core: true,
     },
     ModelSpec {
         name: "epoll-lt",
         bin: "echo-epoll-lt",
         args: &[],
+        one_core: true,
     },
     ModelSpec {
         name: "epoll-et",
         bin: "echo-epoll-et",
         args: &[],
+        one_core: true,
     },
     ModelSpec {
         name: "mio",
         bin: "echo-mio",
         args: &[],
+        one_core: true,
     },
     ModelSpec {
         name: "uring",
         bin: "echo-uring",
         args: &[],
+        one_core: true,
+    },
+    ModelSpec {
+        name: "tokio",
+        bin: "echo-tokio",
+        args: &[],
+        one_core: true,
+    },
+    ModelSpec {
+        name: "c",
+        bin: "echo-c",
+        args: &[],
+        one_core: true,
+    },
+    ModelSpec {
+        name: "reuseport",
+        bin: "echo-reuseport",
+        args: &[],
+        one_core: false,
     },
     ModelSpec {
         name: "fork",
         bin: "echo-fork",
         args: &["--reap", "sigchld"],
+        one_core: true,
     },
 ];
 
@@ -271,7 +306,17 @@ impl RunningServer {
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(50));
                 let why = server.stderr_summary();
+                let code = server
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                    .and_then(|status| status.code());
                 server.kill();
+                if code == Some(69) {
+                    // EX_UNAVAILABLE: say why in the server's own words, minus its name.
+                    let reason = why.split_once(NOT_BUILT).map_or(why.as_str(), |(_, r)| r);
+                    return Err(format!("{NOT_BUILT}{reason}"));
+                }
                 return Err(if why.is_empty() {
                     "exited without a listening line".into()
                 } else {

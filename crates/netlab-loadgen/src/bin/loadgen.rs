@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use netlab_loadgen::commands::{self, OneRun};
-use netlab_loadgen::compare::{self, Dimension, Plan};
+use netlab_loadgen::compare::{self, Plan, Transport};
 use netlab_loadgen::report::Format;
 use netlab_loadgen::servers;
+use netlab_loadgen::sweep::{Dimension, SweepChoice};
 use netlab_loadgen::target::HttpUrl;
 use netlab_loadgen::units::{
     parse_count, parse_count_list, parse_duration, parse_number, parse_on_off, parse_pid,
@@ -86,11 +87,11 @@ struct Shape {
 /// Flags every command shares.
 #[derive(Args, Clone)]
 struct LoadFlags {
-    /// Measured duration: 10s, 2m, 500ms [default: 10s; compare 5s; sweep 2s].
+    /// Measured duration: 10s, 2m, 500ms [default: 10s; compare and sweep 2s].
     #[arg(short = 'd', long, value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Option<Duration>,
 
-    /// Warmup before the measured window [default: 1s; sweep 500ms].
+    /// Warmup before the measured window [default: 1s; compare and sweep 500ms].
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     warmup: Option<Duration>,
 
@@ -149,9 +150,16 @@ struct ServerFlags {
     #[arg(long)]
     no_build: bool,
 
-    /// Output folder [default: ./netlab-report-YYYYmmdd-HHMMSS].
+    /// Output folder, new or empty [default: compare ./netlab-report-YYYYmmdd-HHMMSS, sweep
+    /// ./netlab-sweep-YYYYmmdd-HHMMSS; -2, -3, ... appended if taken].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+
+    /// Run every model N times, interleaved (A B C, B C A, ...); more than one reports the
+    /// median and the spread (min..max of the rounds) of msg/s, p99 and server CPU per message
+    /// [default: compare 3, sweep 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: Option<u64>,
 
     /// Do not pin client and server to different cores.
     #[arg(long)]
@@ -161,9 +169,15 @@ struct ServerFlags {
     #[arg(long, default_value_t = 2000)]
     max_processes: usize,
 
-    /// Serve on Unix-domain sockets (in the temp dir) instead of TCP on 127.0.0.1.
-    #[arg(long)]
+    /// Serve on Unix-domain sockets (in the temp dir) instead of TCP on 127.0.0.1 (the same as
+    /// --transport unix).
+    #[arg(long, conflicts_with = "transport")]
     unix: bool,
+
+    /// tcp, unix, or tcp,unix: each model over TCP loopback and over a Unix socket side by side
+    /// in one run, with the unix/tcp ratios [default: tcp].
+    #[arg(long, value_name = "LIST", value_parser = transport_list)]
+    transport: Option<Transports>,
 }
 
 #[derive(Args)]
@@ -201,6 +215,14 @@ struct SweepArgs {
 /// A comma-separated list, kept as one value (clap would otherwise take `Vec` as repeats).
 #[derive(Clone)]
 struct List(Vec<u64>);
+
+/// `--transport tcp,unix`, kept as one value.
+#[derive(Clone)]
+struct Transports(Vec<Transport>);
+
+fn transport_list(text: &str) -> Result<Transports, String> {
+    Transport::parse_list(text).map(Transports)
+}
 
 fn count_list(text: &str) -> Result<List, String> {
     parse_count_list(text).map(List)
@@ -291,60 +313,26 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Target::Tcp("127.0.0.1:0".parse().unwrap()),
                 &args.shape,
                 &args.load,
-                Duration::from_secs(5),
-                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_millis(500),
             );
             // Refused before any server starts (`-c 0`, `--size 1`).
             workload.check()?;
-            let plan = plan(workload, &args.servers, &args.load)?;
+            let plan = plan(workload, &args.servers, &args.load, 3)?;
             let outcome = compare::compare(&plan, args.servers.out.as_deref())?;
             commands::print_outcome(&outcome, args.load.format)
         }
         Some(Command::Sweep(args)) => {
-            let given = [
-                (Dimension::Idle, args.idle.clone().map(|l| l.0)),
-                (
-                    Dimension::Connections,
-                    args.connections.clone().map(|l| l.0),
-                ),
-                (Dimension::Size, args.size.clone().map(|l| l.0)),
-            ];
-            let lists: Vec<&(Dimension, Option<Vec<u64>>)> =
-                given.iter().filter(|(_, v)| v.is_some()).collect();
-            // The swept dimension is the one given several values; single values only set the
-            // workload's shape. With no list, idle connections are swept (their given value, or
-            // the default list).
-            let (dimension, values) = match lists
-                .iter()
-                .find(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1))
-            {
-                Some((d, Some(v))) => (*d, v.clone()),
-                _ => (
-                    Dimension::Idle,
-                    args.idle
-                        .clone()
-                        .map_or(vec![0, 100, 1000, 10_000], |l| l.0),
-                ),
-            };
-            if lists
-                .iter()
-                .filter(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1))
-                .count()
-                > 1
-            {
-                anyhow::bail!("sweep one dimension at a time: give a list to only one of --idle, --connections, --size");
-            }
-            let single = |d: Dimension, default: u64| -> u64 {
-                given
-                    .iter()
-                    .find(|(g, v)| *g == d && *g != dimension && v.is_some())
-                    .and_then(|(_, v)| v.as_ref()?.first().copied())
-                    .unwrap_or(default)
-            };
+            let choice = SweepChoice::from_lists(
+                args.idle.clone().map(|l| l.0),
+                args.connections.clone().map(|l| l.0),
+                args.size.clone().map(|l| l.0),
+            )?;
+            let (dimension, values) = (choice.dimension, choice.values.clone());
             let shape = Shape {
-                connections: single(Dimension::Connections, 50),
-                idle: single(Dimension::Idle, 0),
-                size: single(Dimension::Size, 512) as usize,
+                connections: choice.connections,
+                idle: choice.idle,
+                size: choice.size as usize,
             };
             let mut workload = workload(
                 Target::Tcp("127.0.0.1:0".parse().unwrap()),
@@ -359,7 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 workload.connect_rate = Some(20_000.0);
             }
             workload.check()?;
-            let plan = plan(workload, &args.servers, &args.load)?;
+            let plan = plan(workload, &args.servers, &args.load, 1)?;
             let outcome = compare::sweep(&plan, dimension, &values, args.servers.out.as_deref())?;
             commands::print_outcome(&outcome, args.load.format)
         }
@@ -419,7 +407,12 @@ fn workload(
     }
 }
 
-fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Result<Plan> {
+fn plan(
+    workload: Workload,
+    flags: &ServerFlags,
+    load: &LoadFlags,
+    default_rounds: usize,
+) -> anyhow::Result<Plan> {
     Ok(Plan {
         workload,
         models: servers::select_models(&flags.models)?,
@@ -428,6 +421,11 @@ fn plan(workload: Workload, flags: &ServerFlags, load: &LoadFlags) -> anyhow::Re
         syscalls: load.syscalls,
         pin: !flags.no_pin,
         max_processes: flags.max_processes,
-        unix: flags.unix,
+        transports: match (&flags.transport, flags.unix) {
+            (Some(list), _) => list.0.clone(),
+            (None, true) => vec![Transport::Unix],
+            (None, false) => vec![Transport::Tcp],
+        },
+        rounds: flags.rounds.map_or(default_rounds, |n| n as usize),
     })
 }
