@@ -189,7 +189,9 @@ impl HttpClient {
             (other, _) => other.to_string(),
         };
         let stream = self.stream.as_mut().context("not connected")?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: trace\r\n{extra}\r\n")?;
+        // One write, so the server gets the request in one piece.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: trace\r\n{extra}\r\n");
+        stream.write_all(request.as_bytes())?;
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {

@@ -182,7 +182,8 @@ impl Session {
         if let Some(exec) = calls.iter().position(|c| c.name == "execve") {
             calls.drain(..exec);
         }
-        let step = session.make_step(Action::Start, "(no client yet)".into(), 0, 0, calls, None);
+        let said = format!("(no client yet; the server is pid {pid}, listening on {addr})");
+        let step = session.make_step(Action::Start, said, 0, 0, calls, None);
         Ok((session, step))
     }
 
