@@ -73,7 +73,9 @@ impl EchoClient {
         let stream = connect(addr)?;
         let local = stream.local_addr()?;
         self.second = Some(stream);
-        Ok(format!("second client connected from {local}; the first stays idle"))
+        Ok(format!(
+            "second client connected from {local}; the first stays idle"
+        ))
     }
 
     pub fn send_line(&mut self) -> anyhow::Result<(String, usize)> {
@@ -84,7 +86,10 @@ impl EchoClient {
     pub fn read_echo(&mut self) -> anyhow::Result<(String, usize)> {
         let got = read_exact(self.first()?, 6, "the echo")?;
         if got != b"hello\n" {
-            bail!("the echo was {:?}, not \"hello\\n\"", String::from_utf8_lossy(&got));
+            bail!(
+                "the echo was {:?}, not \"hello\\n\"",
+                String::from_utf8_lossy(&got)
+            );
         }
         Ok(("read \"hello\\n\" back".into(), 6))
     }

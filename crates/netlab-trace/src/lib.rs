@@ -180,7 +180,11 @@ pub fn run(cli: &Cli, term: &mut Terminal) -> anyhow::Result<()> {
     }
     let protocol = chosen[0].protocol;
     if chosen.iter().any(|m| m.protocol != protocol) {
-        bail!("{} and {} speak different protocols: their steps differ", chosen[0].name, chosen[1].name);
+        bail!(
+            "{} and {} speak different protocols: their steps differ",
+            chosen[0].name,
+            chosen[1].name
+        );
     }
     let scenario = steps::scenario(&cli.scenario, protocol).with_context(|| {
         let names: Vec<&str> = steps::SCENARIOS
@@ -188,12 +192,22 @@ pub fn run(cli: &Cli, term: &mut Terminal) -> anyhow::Result<()> {
             .filter(|s| s.protocol == protocol)
             .map(|s| s.name)
             .collect();
-        format!("unknown scenario '{}' for {} (known: {})", cli.scenario, chosen[0].name, names.join(", "))
+        format!(
+            "unknown scenario '{}' for {} (known: {})",
+            cli.scenario,
+            chosen[0].name,
+            names.join(", ")
+        )
     })?;
     let dir = bin_dir(cli)?;
     for m in &chosen {
         if !dir.join(m.bin).is_file() {
-            bail!("{}: {} is not built (nothing at {})", m.name, m.bin, dir.join(m.bin).display());
+            bail!(
+                "{}: {} is not built (nothing at {})",
+                m.name,
+                m.bin,
+                dir.join(m.bin).display()
+            );
         }
     }
     let json = cli.format == Format::Json;

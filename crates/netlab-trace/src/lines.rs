@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn masks_what_varies_and_folds_runs() {
-        let a = call(5, "recvfrom(8, \"\\0\\1\\2\"..., 65536, 0, NULL, NULL) = 65536");
+        let a = call(
+            5,
+            "recvfrom(8, \"\\0\\1\\2\"..., 65536, 0, NULL, NULL) = 65536",
+        );
         let b = call(5, "recvfrom(8, \"\\3\\4\"..., 65536, 0, NULL, NULL) = 1000");
         let c = call(6, "recvfrom(8, \"x\", 65536, 0, NULL, NULL) = 1");
         assert_eq!(shape(&a), "recvfrom(N, \"…\", N, N, NULL, NULL) = N");
@@ -236,7 +239,12 @@ mod tests {
 
     #[test]
     fn folds_a_repeated_group() {
-        let wait = || call(5, "epoll_wait(9, [{events=EPOLLIN, data={u32=8, u64=8}}], 1024, -1) = 1");
+        let wait = || {
+            call(
+                5,
+                "epoll_wait(9, [{events=EPOLLIN, data={u32=8, u64=8}}], 1024, -1) = 1",
+            )
+        };
         let read = || call(5, "recvfrom(8, \"ab\", 65536, 0, NULL, NULL) = 2");
         let calls = [wait(), read(), wait(), read(), wait(), read(), wait()];
         let blocks = collapse(&calls, 5, |_| None);

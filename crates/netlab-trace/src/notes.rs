@@ -50,7 +50,10 @@ pub const LAB_NOTES: &[(&str, &str)] = &[
         "07-processes",
         include_str!("../../../labs/07-processes/trace-notes.toml"),
     ),
-    ("08-mio", include_str!("../../../labs/08-mio/trace-notes.toml")),
+    (
+        "08-mio",
+        include_str!("../../../labs/08-mio/trace-notes.toml"),
+    ),
     (
         "09-io-uring",
         include_str!("../../../labs/09-io-uring/trace-notes.toml"),
@@ -121,7 +124,10 @@ impl Notes {
         if let Some((_, text)) = LAB_NOTES.iter().find(|(l, _)| *l == lab) {
             notes.extend(parse(&format!("labs/{lab}/trace-notes.toml"), text)?);
         }
-        notes.extend(parse("crates/netlab-trace/common-notes.toml", COMMON_NOTES)?);
+        notes.extend(parse(
+            "crates/netlab-trace/common-notes.toml",
+            COMMON_NOTES,
+        )?);
         Ok(Notes {
             model: model.to_string(),
             notes,
@@ -136,10 +142,8 @@ impl Notes {
                 n.call == call.name
                     && n.models
                         .as_ref()
-                        .is_none_or(|m| m.iter().any(|m| *m == self.model))
-                    && n.steps
-                        .as_ref()
-                        .is_none_or(|s| s.iter().any(|s| s == step))
+                        .is_none_or(|m| m.contains(&self.model))
+                    && n.steps.as_ref().is_none_or(|s| s.iter().any(|s| s == step))
                     && n.pattern.as_ref().is_none_or(|p| p.is_match(&call.text))
             })
             .map(|n| n.text.as_str())

@@ -103,7 +103,11 @@ pub fn body(step: &Step) -> Vec<(Style, String)> {
         if group {
             out.push((
                 Style::Plain,
-                format!("  '-- these {} lines, {} times in a row", block.lines.len(), block.repeats),
+                format!(
+                    "  '-- these {} lines, {} times in a row",
+                    block.lines.len(),
+                    block.repeats
+                ),
             ));
         }
     }
@@ -161,7 +165,10 @@ pub fn columns(
     let mut right = vec![(Style::Header, format!("[{}]", models[1]))];
     right.extend(body(steps[1]));
     for i in 0..left.len().max(right.len()) {
-        let (ls, lt) = left.get(i).cloned().unwrap_or((Style::Plain, String::new()));
+        let (ls, lt) = left
+            .get(i)
+            .cloned()
+            .unwrap_or((Style::Plain, String::new()));
         let (rs, rt) = right
             .get(i)
             .cloned()

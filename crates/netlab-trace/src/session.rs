@@ -91,9 +91,8 @@ impl Session {
         bin_dir: &Path,
         options: Options,
     ) -> anyhow::Result<(Session, Step)> {
-        let strace_bin = strace::find_strace().context(
-            "strace is not installed: run scripts/setup.sh (or apt-get install strace)",
-        )?;
+        let strace_bin = strace::find_strace()
+            .context("strace is not installed: run scripts/setup.sh (or apt-get install strace)")?;
         let bin = bin_dir.join(model.bin);
         if !bin.is_file() {
             bail!("{} is not built (no {})", model.bin, bin.display());

@@ -296,7 +296,10 @@ mod tests {
              10 accept4(3, ",
         );
         assert_eq!(calls.len(), 5);
-        assert_eq!(calls[0].text, "recvfrom(8, \"a = b\", 5, 0, NULL, NULL) = 5");
+        assert_eq!(
+            calls[0].text,
+            "recvfrom(8, \"a = b\", 5, 0, NULL, NULL) = 5"
+        );
         assert_eq!(calls[0].returned(), Some(5));
         assert_eq!(calls[0].first_fd(), Some(8));
         assert_eq!(calls[1].name, "epoll_wait");
@@ -308,8 +311,14 @@ mod tests {
         assert_eq!(calls[2].returned(), None);
         assert_eq!(calls[3].kind, Kind::Signal);
         assert_eq!(calls[3].name, "SIGUSR1");
-        assert_eq!(trace.pending().get(&10).map(String::as_str), Some("accept4"));
-        assert!(trace.tids.contains(&12), "the clone's child is part of the tree");
+        assert_eq!(
+            trace.pending().get(&10).map(String::as_str),
+            Some("accept4")
+        );
+        assert!(
+            trace.tids.contains(&12),
+            "the clone's child is part of the tree"
+        );
     }
 
     #[test]
