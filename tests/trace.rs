@@ -283,40 +283,46 @@ fn new_models_run_when_built() {
     }
 }
 
-/// The shapes (numbers, strings and pids masked) of the steps whose calls do not depend on
-/// how the scheduler splits a large message.
-fn shapes(steps: &[Step]) -> Vec<(String, Vec<String>)> {
+/// Each thread's call shapes (numbers, strings and pids masked), per step, for the steps whose
+/// calls do not depend on how the scheduler splits a large message or file. (Two threads' lines may
+/// interleave differently; each thread's own do not.)
+fn shapes(steps: &[Step]) -> Vec<(String, Vec<Vec<String>>)> {
     steps
         .iter()
-        .filter(|s| {
-            !matches!(
-                s.id,
-                "send-large" | "read-rest" | "start" | "sigusr1" | "sigterm"
-            )
-        })
-        .map(|s| {
-            let lines = s
-                .lines
-                .iter()
-                .map(|b| {
-                    let inner: Vec<&str> = b.lines.iter().map(|l| l.shape.as_str()).collect();
-                    format!("{} x{}", inner.join(" ; "), b.repeats)
-                })
-                .collect();
-            (s.id.to_string(), lines)
-        })
+        .filter(|s| !matches!(s.id, "send-large" | "read-rest" | "get-large"))
+        .map(|s| (s.id.to_string(), s.threads.clone()))
         .collect()
 }
 
 #[test]
 fn the_same_steps_give_the_same_lines() {
-    for name in ["epoll-et", "blocking"] {
+    for name in ["epoll-et", "blocking", "fork"] {
         let first = shapes(&run_all(name));
         for _ in 0..2 {
             assert_eq!(
                 shapes(&run_all(name)),
                 first,
                 "{name}: steps differ between runs"
+            );
+        }
+    }
+}
+
+/// Every model, five times (about two minutes): `cargo test --test trace -- --ignored`.
+#[test]
+#[ignore]
+fn every_model_gives_the_same_lines_five_times() {
+    for model in models::MODELS {
+        if !bin_dir().join(model.bin).is_file() {
+            continue;
+        }
+        let first = shapes(&run_all(model.name));
+        for _ in 0..4 {
+            assert_eq!(
+                shapes(&run_all(model.name)),
+                first,
+                "{}: steps differ",
+                model.name
             );
         }
     }

@@ -82,12 +82,29 @@ pub fn label(tid: i32, main: i32, text: &str) -> String {
     }
 }
 
-/// The line with the varying parts masked: numbers to `N`, strings to `"…"`, and `0x…`.
+/// The line with the varying parts masked: numbers (and `0x...`) to `N`, strings to `"…"`,
+/// strace's `/* comments */` left out.
 pub fn shape(call: &Call) -> String {
     let mut out = String::with_capacity(call.text.len());
     let mut chars = call.text.chars().peekable();
+    let mut in_word = false;
     while let Some(c) = chars.next() {
+        let word_char = c.is_ascii_alphanumeric() || c == '_';
+        let was_in_word = std::mem::replace(&mut in_word, word_char);
         match c {
+            '/' if chars.peek() == Some(&'*') => {
+                let mut last = ' ';
+                for s in chars.by_ref() {
+                    if last == '*' && s == '/' {
+                        break;
+                    }
+                    last = s;
+                }
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+            }
+            '0'..='9' if was_in_word => out.push(c),
             '"' => {
                 // A string, with strace's escapes; `"..."...` when cut.
                 while let Some(s) = chars.next() {
@@ -105,6 +122,7 @@ pub fn shape(call: &Call) -> String {
                 out.push_str("\"…\"");
             }
             '0'..='9' => {
+                in_word = false;
                 while chars
                     .peek()
                     .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '.')
@@ -174,6 +192,28 @@ pub fn collapse(
     blocks
 }
 
+/// Each thread's calls in the step, as shapes with runs folded (`shape xN`): the main thread
+/// first, then by tid (creation order). Two threads' lines may interleave differently from run
+/// to run; each thread's own sequence should not.
+pub fn threads(calls: &[Call], main: i32) -> Vec<Vec<String>> {
+    let mut tids: Vec<i32> = calls.iter().map(|c| c.tid).collect();
+    tids.sort_by_key(|&t| (t != main, t));
+    tids.dedup();
+    tids.iter()
+        .map(|&tid| {
+            let mut out: Vec<(String, usize)> = Vec::new();
+            for call in calls.iter().filter(|c| c.tid == tid) {
+                let s = shape(call);
+                match out.last_mut() {
+                    Some((last, n)) if *last == s => *n += 1,
+                    _ => out.push((s, 1)),
+                }
+            }
+            out.into_iter().map(|(s, n)| format!("{s} x{n}")).collect()
+        })
+        .collect()
+}
+
 /// Folds runs of calls of the same shape, made by the same thread, into one line each.
 fn fold_runs(calls: &[Call], main: i32, explain: impl Fn(&Call) -> Option<String>) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
@@ -230,6 +270,10 @@ mod tests {
         let b = call(5, "recvfrom(8, \"\\3\\4\"..., 65536, 0, NULL, NULL) = 1000");
         let c = call(6, "recvfrom(8, \"x\", 65536, 0, NULL, NULL) = 1");
         assert_eq!(shape(&a), "recvfrom(N, \"…\", N, N, NULL, NULL) = N");
+        let s = call(5, "accept4(3, NULL) = 9");
+        assert_eq!(shape(&s), "accept4(N, NULL) = N");
+        let s = call(5, "--- SIGCHLD {si_utime=1, si_stime=0 /* 0.01 s */} ---");
+        assert_eq!(shape(&s), "--- SIGCHLD {si_utime=N, si_stime=N} ---");
         let lines = fold_runs(&[a, b, c], 5, |_| None);
         assert_eq!(lines.len(), 2, "another thread starts a new line");
         assert_eq!(lines[0].count, 2);

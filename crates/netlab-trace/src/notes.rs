@@ -140,9 +140,7 @@ impl Notes {
             .iter()
             .find(|n| {
                 n.call == call.name
-                    && n.models
-                        .as_ref()
-                        .is_none_or(|m| m.contains(&self.model))
+                    && n.models.as_ref().is_none_or(|m| m.contains(&self.model))
                     && n.steps.as_ref().is_none_or(|s| s.iter().any(|s| s == step))
                     && n.pattern.as_ref().is_none_or(|p| p.is_match(&call.text))
             })

@@ -51,6 +51,9 @@ pub struct Step {
     pub client_sent: usize,
     pub client_received: usize,
     pub lines: Vec<lines::Block>,
+    /// Per thread, its calls' shapes (what must not change from run to run).
+    #[serde(skip)]
+    pub threads: Vec<Vec<String>>,
     /// Syscalls by name, with how many.
     pub calls: BTreeMap<String, usize>,
     /// Bytes moved by the server's data calls, by call name.
@@ -403,6 +406,7 @@ impl Session {
                 .map(|(tid, text)| lines::label(tid, self.server_pid, &format!("{text}...")))
                 .collect()
         };
+        let threads = lines::threads(&calls, self.server_pid);
         let lines = lines::collapse(&calls, self.server_pid, |call| {
             self.notes.explain(call, action.id()).map(str::to_string)
         });
@@ -413,6 +417,7 @@ impl Session {
             client_sent,
             client_received,
             lines,
+            threads,
             calls: counts,
             bytes,
             waits_in,

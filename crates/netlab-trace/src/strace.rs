@@ -199,7 +199,7 @@ impl TraceFile {
             Some(resumed) => {
                 let (_, after) = resumed.split_once(" resumed>")?;
                 let entry = self.unfinished.remove(&tid).unwrap_or_default();
-                format!("{entry}{}", after.trim_start())
+                format!("{entry}{after}")
             }
             None => rest.to_string(),
         };
