@@ -423,6 +423,50 @@ fn bad_input_is_one_clear_error() {
     assert!(e.contains("is not built"), "{e}");
 }
 
+#[test]
+fn a_server_that_cannot_start_shows_its_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("echo-poll");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'echo-poll: error: cannot listen' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let model = models::find("poll").unwrap();
+    let started = Instant::now();
+    let e = Session::start(model, dir.path(), Options { timestamps: false })
+        .err()
+        .expect("a server that exits at once is an error");
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("exited before listening") && e.contains("cannot listen"),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+}
+
+#[test]
+fn a_server_that_dies_mid_step_is_an_error_not_a_hang() {
+    let model = models::find("epoll-lt").unwrap();
+    let (mut session, _) =
+        Session::start(model, &bin_dir(), Options { timestamps: false }).unwrap();
+    session.run(steps::Action::Connect).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(session.server_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = session
+        .run(steps::Action::SendLine)
+        .err()
+        .expect("a dead server is an error");
+    assert!(format!("{e:#}").contains("died"), "{e:#}");
+    assert!(started.elapsed() < Duration::from_secs(20), "no hang");
+}
+
 /// Waits until the screen shows `text` (or fails after 30 s).
 fn wait_for(screen: &Arc<Mutex<String>>, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);

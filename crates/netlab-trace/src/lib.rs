@@ -118,7 +118,7 @@ fn list(term: &mut Terminal, cli: &Cli) -> anyhow::Result<()> {
         };
         writeln!(
             term.output,
-            "  {:<15} {:<48} {}{flags}{}",
+            "  {:<15} {:<62} {}{flags}{}",
             m.name,
             m.about,
             m.bin,
@@ -199,6 +199,9 @@ pub fn run(cli: &Cli, term: &mut Terminal) -> anyhow::Result<()> {
             names.join(", ")
         )
     })?;
+    if strace::find_strace().is_none() {
+        bail!("strace is not installed: run scripts/setup.sh (or apt-get install strace)");
+    }
     let dir = bin_dir(cli)?;
     for m in &chosen {
         if !dir.join(m.bin).is_file() {

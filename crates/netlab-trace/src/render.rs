@@ -135,14 +135,30 @@ pub fn step_text(model: &str, index: usize, total: usize, step: &Step, colour: b
     out
 }
 
-/// Cuts `text` to `width` characters, marking the cut.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
+/// Breaks `text` into lines of at most `width` characters, at a space when there is one in
+/// the second half of the line; the lines after the first are indented, so a wrapped line
+/// still reads as one.
+fn wrap(style: Style, text: &str, width: usize) -> Vec<(Style, String)> {
+    const INDENT: usize = 8;
+    let mut rest: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut room = width;
+    while rest.len() > room && room > 16 {
+        let cut = rest[..room]
+            .iter()
+            .rposition(|&c| c == ' ')
+            .filter(|&i| i > room / 2)
+            .unwrap_or(room);
+        let line: String = rest.drain(..cut).collect();
+        out.push((style, line));
+        while rest.first() == Some(&' ') {
+            rest.remove(0);
+        }
+        rest.splice(0..0, std::iter::repeat_n(' ', INDENT));
+        room = width;
     }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('~');
-    cut
+    out.push((style, rest.into_iter().take(width).collect()));
+    out
 }
 
 /// Two models' same step in two columns of `width` characters each.
@@ -160,10 +176,17 @@ pub fn columns(
         colour,
     );
     out.push('\n');
-    let mut left = vec![(Style::Header, format!("[{}]", models[0]))];
-    left.extend(body(steps[0]));
-    let mut right = vec![(Style::Header, format!("[{}]", models[1]))];
-    right.extend(body(steps[1]));
+    let column = |model: &str, step: &Step| {
+        let mut lines = vec![(Style::Header, format!("[{model}]"))];
+        lines.extend(body(step));
+        let wrapped: Vec<(Style, String)> = lines
+            .into_iter()
+            .flat_map(|(style, text)| wrap(style, &text, width))
+            .collect();
+        wrapped
+    };
+    let left = column(models[0], steps[0]);
+    let right = column(models[1], steps[1]);
     for i in 0..left.len().max(right.len()) {
         let (ls, lt) = left
             .get(i)
@@ -173,14 +196,13 @@ pub fn columns(
             .get(i)
             .cloned()
             .unwrap_or((Style::Plain, String::new()));
-        let lt = fit(&lt, width);
-        let pad = width - lt.chars().count();
+        let pad = width.saturating_sub(lt.chars().count());
         let _ = writeln!(
             out,
             "{}{} | {}",
             paint(ls, &lt, colour),
             " ".repeat(pad),
-            paint(rs, &fit(&rt, width), colour)
+            paint(rs, &rt, colour)
         );
     }
     out
