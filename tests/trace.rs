@@ -461,8 +461,7 @@ fn a_server_that_dies_mid_step_is_an_error_not_a_hang() {
     let started = Instant::now();
     let e = session
         .run(steps::Action::SendLine)
-        .err()
-        .expect("a dead server is an error");
+        .expect_err("a dead server is an error");
     assert!(format!("{e:#}").contains("died"), "{e:#}");
     assert!(started.elapsed() < Duration::from_secs(20), "no hang");
 }
