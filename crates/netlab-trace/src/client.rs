@@ -3,9 +3,11 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// No client action waits longer than this for the server.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,10 +96,10 @@ impl EchoClient {
         Ok(("read \"hello\\n\" back".into(), 6))
     }
 
-    /// Writes without reading until the socket says EAGAIN: every buffer between the two ends
-    /// (client send, server receive, the server's pending bytes, server send, client receive)
-    /// is full.
-    pub fn send_large(&mut self) -> anyhow::Result<(String, usize)> {
+    /// Writes without reading until the socket says EAGAIN (or the cap): returns the bytes
+    /// written. The caller repeats it while [`Self::can_write`] says the server made room.
+    pub fn send_until_eagain(&mut self) -> anyhow::Result<usize> {
+        let already = self.large_sent;
         let stream = self.first()?;
         stream.set_nonblocking(true)?;
         let mut sent = 0;
@@ -105,7 +107,7 @@ impl EchoClient {
         let deadline = Instant::now() + CLIENT_TIMEOUT;
         let result = loop {
             for (i, b) in chunk.iter_mut().enumerate() {
-                *b = pattern(sent + i);
+                *b = pattern(already + sent + i);
             }
             match stream.write(&chunk) {
                 Ok(n) => sent += n,
@@ -113,17 +115,25 @@ impl EchoClient {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
-            if sent >= LARGE_CAP || Instant::now() > deadline {
+            if already + sent >= LARGE_CAP || Instant::now() > deadline {
                 break Ok(());
             }
         };
         stream.set_nonblocking(false)?;
         result.context("writing the large message")?;
         self.large_sent += sent;
-        Ok((
-            format!("wrote {sent} bytes without reading, until its socket said EAGAIN"),
-            sent,
-        ))
+        Ok(sent)
+    }
+
+    /// Is there room in the first client's send buffer now (and the cap not reached)?
+    pub fn can_write(&mut self) -> anyhow::Result<bool> {
+        if self.large_sent >= LARGE_CAP {
+            return Ok(false);
+        }
+        let stream = self.first()?;
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+        let ready = nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
+        Ok(ready > 0)
     }
 
     pub fn read_rest(&mut self) -> anyhow::Result<(String, usize)> {
