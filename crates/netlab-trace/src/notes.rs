@@ -8,6 +8,7 @@
 //! match = '= -1 EAGAIN'        # optional: a regex on the whole call as strace prints it
 //! models = ["epoll-et"]        # optional: only for these models
 //! steps = ["send-line"]        # optional: only in these steps
+//! thread = "other"             # optional: "main" (the server's first thread) or "other"
 //! text = "drained: edge-triggered reads until the kernel says 'nothing more'"
 //! ```
 //!
@@ -77,7 +78,16 @@ struct RawNote {
     pattern: Option<String>,
     models: Option<Vec<String>>,
     steps: Option<Vec<String>>,
+    thread: Option<Thread>,
     text: String,
+}
+
+/// Which thread made the call: the server's first one, or another (a thread or child process).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Thread {
+    Main,
+    Other,
 }
 
 struct Note {
@@ -85,6 +95,7 @@ struct Note {
     pattern: Option<Regex>,
     models: Option<Vec<String>>,
     steps: Option<Vec<String>>,
+    thread: Option<Thread>,
     text: String,
 }
 
@@ -110,6 +121,7 @@ fn parse(source: &str, text: &str) -> anyhow::Result<Vec<Note>> {
                 pattern,
                 models: raw.models,
                 steps: raw.steps,
+                thread: raw.thread,
                 text: raw.text.trim().to_string(),
             })
         })
@@ -134,14 +146,15 @@ impl Notes {
         })
     }
 
-    /// The note for `call` made in step `step`, if one fits.
-    pub fn explain(&self, call: &Call, step: &str) -> Option<&str> {
+    /// The note for `call` made in step `step` by `thread`, if one fits.
+    pub fn explain(&self, call: &Call, step: &str, thread: Thread) -> Option<&str> {
         self.notes
             .iter()
             .find(|n| {
                 n.call == call.name
                     && n.models.as_ref().is_none_or(|m| m.contains(&self.model))
                     && n.steps.as_ref().is_none_or(|s| s.iter().any(|s| s == step))
+                    && n.thread.is_none_or(|t| t == thread)
                     && n.pattern.as_ref().is_none_or(|p| p.is_match(&call.text))
             })
             .map(|n| n.text.as_str())
@@ -188,11 +201,15 @@ mod tests {
             result: String::new(),
         };
         assert_eq!(
-            notes.explain(&call("recvfrom(8, 0x1, 5) = -1 EAGAIN (x)"), "s"),
+            notes.explain(
+                &call("recvfrom(8, 0x1, 5) = -1 EAGAIN (x)"),
+                "s",
+                Thread::Main
+            ),
             Some("drained")
         );
         assert_eq!(
-            notes.explain(&call("recvfrom(8, \"a\", 5) = 1"), "s"),
+            notes.explain(&call("recvfrom(8, \"a\", 5) = 1"), "s", Thread::Other),
             Some("read")
         );
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::client::{EchoClient, HttpClient};
 use crate::models::{Protocol, TraceModel};
-use crate::notes::Notes;
+use crate::notes::{Notes, Thread};
 use crate::steps::Action;
 use crate::strace::{self, Call, Kind, TraceFile};
 use crate::{idle, lines};
@@ -429,7 +429,14 @@ impl Session {
         };
         let threads = lines::threads(&calls, self.server_pid);
         let lines = lines::collapse(&calls, self.server_pid, |call| {
-            self.notes.explain(call, action.id()).map(str::to_string)
+            let thread = if call.tid == self.server_pid {
+                Thread::Main
+            } else {
+                Thread::Other
+            };
+            self.notes
+                .explain(call, action.id(), thread)
+                .map(str::to_string)
         });
         Step {
             id: action.id(),
