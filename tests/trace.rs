@@ -313,7 +313,8 @@ fn the_same_steps_give_the_same_lines() {
 #[ignore]
 fn every_model_gives_the_same_lines_five_times() {
     for model in models::MODELS {
-        if !bin_dir().join(model.bin).is_file() {
+        // reuseport: which thread accepts a connection depends on a hash of the client's port.
+        if !bin_dir().join(model.bin).is_file() || model.name == "reuseport" {
             continue;
         }
         let first = shapes(&run_all(model.name));

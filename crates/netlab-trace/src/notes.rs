@@ -59,6 +59,15 @@ pub const LAB_NOTES: &[(&str, &str)] = &[
         "09-io-uring",
         include_str!("../../../labs/09-io-uring/trace-notes.toml"),
     ),
+    (
+        "11-tokio",
+        include_str!("../../../labs/11-tokio/trace-notes.toml"),
+    ),
+    ("12-c", include_str!("../../../labs/12-c/trace-notes.toml")),
+    (
+        "13-reuseport",
+        include_str!("../../../labs/13-reuseport/trace-notes.toml"),
+    ),
 ];
 
 const COMMON_NOTES: &str = include_str!("../common-notes.toml");
