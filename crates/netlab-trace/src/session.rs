@@ -82,6 +82,7 @@ pub struct Session {
     traced: Vec<String>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
     echo: EchoClient,
     http: HttpClient,
     _dir: tempfile::TempDir,
@@ -150,7 +151,7 @@ impl Session {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().expect("piped");
         let keep = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -172,6 +173,7 @@ impl Session {
             traced: model.trace_list().split(',').map(str::to_string).collect(),
             stdout: rx,
             stderr,
+            stderr_reader,
             echo: EchoClient::default(),
             http: HttpClient::default(),
             _dir: dir,
@@ -230,7 +232,15 @@ impl Session {
         }
     }
 
-    pub fn stderr_text(&self) -> String {
+    /// The server's stderr so far. Once it has exited, first lets the reader thread take in
+    /// the last of it (the pipe closes when the process is gone; waited for at most 1 s).
+    pub fn stderr_text(&mut self) -> String {
+        if self.exited() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+        }
         self.stderr.lock().unwrap().trim_end().to_string()
     }
 
