@@ -156,8 +156,12 @@ impl Workload {
         if self.duration.is_zero() {
             return bad("--duration must be more than 0".into());
         }
-        if matches!(self.rate, Some(r) if r <= 0.0) {
-            return bad("--rate must be more than 0".into());
+        // NaN and infinity pass `r <= 0.0`: an infinite rate would send without pause.
+        if matches!(self.rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+            return bad("--rate must be a number more than 0".into());
+        }
+        if matches!(self.connect_rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+            return bad("--connect-rate must be a number more than 0 (leave it out for as fast as handshakes go)".into());
         }
         if self.churn {
             if self.protocol != Protocol::Echo {

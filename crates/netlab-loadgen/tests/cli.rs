@@ -55,6 +55,40 @@ fn negative_numbers_are_named_not_unexpected_arguments() {
 }
 
 #[test]
+fn rates_must_be_numbers_above_zero() {
+    let target = dead_port().to_string();
+    // Zero and NaN: zero used to mean 'as fast as handshakes go' without a word.
+    for (flag, value, named) in [
+        ("--connect-rate", "0", "--connect-rate"),
+        ("-R", "0", "--rate"),
+        ("-R", "nan", "--rate"),
+    ] {
+        let line = refused(&[&target, flag, value, "-d", "1s"]);
+        assert!(line.contains(named), "{flag} {value}: {line}");
+        assert!(
+            line.contains("see loadgen --help"),
+            "{flag} {value}: {line}"
+        );
+    }
+    // The library refuses what the flags' parser lets through from other callers.
+    use netlab_loadgen::{Target, Workload};
+    for rate in [0.0, f64::NAN, f64::INFINITY] {
+        let workload = Workload {
+            connect_rate: Some(rate),
+            ..Workload::echo(Target::Tcp(dead_port()))
+        };
+        let error = workload.check().unwrap_err().to_string();
+        assert!(error.contains("--connect-rate"), "{rate}: {error}");
+        let workload = Workload {
+            rate: Some(rate),
+            ..Workload::echo(Target::Tcp(dead_port()))
+        };
+        let error = workload.check().unwrap_err().to_string();
+        assert!(error.contains("--rate"), "{rate}: {error}");
+    }
+}
+
+#[test]
 fn errors_point_to_the_help_of_their_command() {
     assert!(refused(&["--bogus"]).ends_with("see loadgen --help\n"));
     for command in ["compare", "sweep", "http"] {

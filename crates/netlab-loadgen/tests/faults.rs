@@ -148,6 +148,27 @@ fn the_engine_says_when_the_last_connection_was_lost() {
     );
 }
 
+#[test]
+fn a_thread_with_only_idle_connections_does_not_hide_the_loss() {
+    // Two threads, one active and one idle connection: thread 1 holds only the idle one,
+    // which the server keeps (it waits in read), so nothing there is ever lost.
+    let addr = bad_server(echoing_then_gone);
+    let workload = Workload {
+        connections: 1,
+        idle: 1,
+        threads: 2,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(2),
+        ..Workload::echo(Target::Tcp(addr))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert_eq!(result.errors.total(), 1, "{:?}", result.examples);
+    let lost = result
+        .all_lost_s
+        .expect("the only active connection was lost in the window");
+    assert!((0.1..1.8).contains(&lost), "{lost}");
+}
+
 /// Accepts and never reads: the echo never comes.
 fn never_reading(stream: TcpStream) {
     std::thread::sleep(Duration::from_secs(30));

@@ -21,7 +21,6 @@ impl Worker {
         let w = &self.shared.workload;
         let interval = w
             .connect_rate
-            .filter(|r| *r > 0.0)
             .map(|r| Duration::from_secs_f64(self.shared.threads as f64 / r));
         let mut next = 0;
         let mut next_at = Instant::now();
