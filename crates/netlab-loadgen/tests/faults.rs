@@ -169,6 +169,43 @@ fn a_thread_with_only_idle_connections_does_not_hide_the_loss() {
     assert!((0.1..1.8).contains(&lost), "{lost}");
 }
 
+/// Greets each connection with a line nobody asked for, then echoes.
+fn greeting(mut stream: TcpStream) {
+    if stream.write_all(b"hello\n").is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn bytes_nobody_sent_are_a_mismatch_on_idle_and_active_connections() {
+    let addr = bad_server(greeting);
+    let workload = Workload {
+        connections: 1,
+        idle: 1,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(500),
+        ..Workload::echo(Target::Tcp(addr))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert_eq!(result.errors.mismatch, 2, "{:?}", result.examples);
+    assert_eq!(result.errors.total(), 2, "{:?}", result.examples);
+    assert_eq!(result.messages, 0);
+    assert!(
+        result
+            .examples
+            .iter()
+            .any(|e| e.contains("idle connection 1 received 6 bytes nobody sent")),
+        "{:?}",
+        result.examples
+    );
+}
+
 /// Accepts and never reads: the echo never comes.
 fn never_reading(stream: TcpStream) {
     std::thread::sleep(Duration::from_secs(30));
