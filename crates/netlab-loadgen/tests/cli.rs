@@ -2,9 +2,12 @@
 //! to the help of the command it is about; nothing listening is one line; a closed stdout ends
 //! quietly. No echo server is built here: a refused port, or a small echo server in a thread.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output, Stdio};
+
+mod common;
+
+use common::{echo, tcp_server};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -149,28 +152,9 @@ fn http_with_nothing_listening_is_one_line() {
     assert!(out.stdout.is_empty(), "no table of zeros");
 }
 
-/// Echoes every byte back, one thread per connection.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_closed_stdout_ends_quietly() {
-    let target = echo_server().to_string();
+    let target = tcp_server(echo).to_string();
     for format in ["table", "json", "csv"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
             .args([&target, "-c", "2", "-d", "200ms", "--warmup", "0s"])

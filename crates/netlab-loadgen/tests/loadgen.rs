@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::server_dir;
+use common::{http_server, server_dir, tcp_server};
 use netlab_loadgen::servers::{Listen, RunningServer, MODELS};
 use netlab_loadgen::{measure, Environment, MeasureOptions, RunReport, Target, Workload};
 
@@ -176,18 +176,6 @@ fn json_and_csv_parse_and_carry_the_environment() {
     assert!(server.stop().exit_ok);
 }
 
-/// A TCP server on a free port running `serve` for each connection, in threads.
-fn faulty_server(serve: fn(TcpStream)) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    addr
-}
-
 /// Echoes, but flips one bit of the 100th byte of each connection's stream.
 fn corrupting(mut stream: TcpStream) {
     let mut buf = [0u8; 4096];
@@ -247,7 +235,7 @@ fn against(addr: SocketAddr, extra: &[&str]) -> (bool, RunReport) {
 
 #[test]
 fn a_corrupted_byte_is_a_mismatch_and_fails_the_run() {
-    let (ok, report) = against(faulty_server(corrupting), &[]);
+    let (ok, report) = against(tcp_server(corrupting), &[]);
     assert!(!ok, "exit status must be non-zero");
     assert_eq!(
         report.errors.mismatch, 4,
@@ -264,7 +252,7 @@ fn a_corrupted_byte_is_a_mismatch_and_fails_the_run() {
 
 #[test]
 fn a_reset_is_reported_as_a_reset() {
-    let (ok, report) = against(faulty_server(resetting), &[]);
+    let (ok, report) = against(tcp_server(resetting), &[]);
     assert!(!ok);
     assert_eq!(
         report.errors.reset, 4,
@@ -276,7 +264,7 @@ fn a_reset_is_reported_as_a_reset() {
 
 #[test]
 fn a_stalled_server_is_a_timeout() {
-    let (ok, report) = against(faulty_server(stalling), &["--timeout", "300ms"]);
+    let (ok, report) = against(tcp_server(stalling), &["--timeout", "300ms"]);
     assert!(!ok);
     assert_eq!(report.errors.timeout, 4, "{:?}", report.errors);
     assert_eq!(report.errors.total(), 4);
@@ -441,34 +429,6 @@ fn sweep_says_when_select_hits_fd_setsize() {
         "an FD_SETSIZE refusal is reported, not a failure"
     );
     assert!(out_dir.path().join("sweep-throughput.svg").exists());
-}
-
-/// A keep-alive HTTP server answering every request with `reply`.
-fn http_server(reply: &'static [u8]) -> SocketAddr {
-    fn serve(mut stream: TcpStream, reply: &'static [u8]) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..pos + 4);
-                if stream.write_all(reply).is_err() {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream, reply));
-        }
-    });
-    addr
 }
 
 #[test]
