@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use crate::compare;
+use crate::compare::{self, Dimension};
 use crate::report::{self, Environment, Format, MeasureOptions, RunReport};
 use crate::workload::{BadArgument, Protocol, Workload};
 
@@ -64,6 +64,67 @@ pub fn print_out(text: &str) -> io::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
+    }
+}
+
+/// What `loadgen sweep` varies and the fixed shape around it, from the lists given to
+/// `--idle`, `--connections` and `--size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepChoice {
+    pub dimension: Dimension,
+    pub values: Vec<u64>,
+    /// The figures not swept: a single value given, or the default (50, 0, 512).
+    pub connections: u64,
+    pub idle: u64,
+    pub size: u64,
+}
+
+/// The idle counts swept when no list is given.
+pub const DEFAULT_IDLE_SWEEP: [u64; 4] = [0, 100, 1000, 10_000];
+
+impl SweepChoice {
+    /// The dimension given several values is swept; a single value only sets the shape. With
+    /// no list at all, idle connections are swept ([`DEFAULT_IDLE_SWEEP`], or the one value
+    /// given). Two lists are a [`BadArgument`]: one dimension at a time.
+    pub fn from_lists(
+        idle: Option<Vec<u64>>,
+        connections: Option<Vec<u64>>,
+        size: Option<Vec<u64>>,
+    ) -> Result<SweepChoice, BadArgument> {
+        let given = [
+            (Dimension::Idle, idle),
+            (Dimension::Connections, connections),
+            (Dimension::Size, size),
+        ];
+        let mut lists = given
+            .iter()
+            .filter(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1));
+        let (dimension, values) = match (lists.next(), lists.next()) {
+            (Some(_), Some(_)) => {
+                return Err(BadArgument(
+                    "sweep one dimension at a time: give a list to only one of --idle, --connections, --size".into(),
+                ))
+            }
+            (Some((d, Some(v))), None) => (*d, v.clone()),
+            _ => (
+                Dimension::Idle,
+                given[0].1.clone().unwrap_or(DEFAULT_IDLE_SWEEP.to_vec()),
+            ),
+        };
+        let single = |d: Dimension, default: u64| -> u64 {
+            given
+                .iter()
+                .find(|(g, _)| *g == d && *g != dimension)
+                .and_then(|(_, v)| v.as_ref()?.first().copied())
+                .unwrap_or(default)
+        };
+        Ok(SweepChoice {
+            dimension,
+            values,
+            connections: single(Dimension::Connections, 50),
+            idle: single(Dimension::Idle, 0),
+            size: single(Dimension::Size, 512),
+        })
     }
 }
 
@@ -192,6 +253,31 @@ pub fn http_table(r: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_varies_the_one_dimension_given_a_list() {
+        let choose = SweepChoice::from_lists;
+        let c = choose(None, None, None).unwrap();
+        assert_eq!(
+            (c.dimension, c.values),
+            (Dimension::Idle, DEFAULT_IDLE_SWEEP.to_vec())
+        );
+        assert_eq!((c.connections, c.idle, c.size), (50, 0, 512));
+        // `-c 5` alone sets the shape; idle is swept.
+        let c = choose(None, Some(vec![5]), None).unwrap();
+        assert_eq!((c.dimension, c.connections), (Dimension::Idle, 5));
+        // A list of sizes is swept, the single idle value kept.
+        let c = choose(Some(vec![7]), None, Some(vec![64, 4096])).unwrap();
+        assert_eq!((c.dimension, c.values), (Dimension::Size, vec![64, 4096]));
+        assert_eq!((c.idle, c.size), (7, 512));
+        let c = choose(Some(vec![3]), None, None).unwrap();
+        assert_eq!(
+            (c.dimension, c.values, c.idle),
+            (Dimension::Idle, vec![3], 0)
+        );
+        let two = choose(Some(vec![0, 1]), Some(vec![1, 2]), None).unwrap_err();
+        assert!(two.0.contains("one dimension at a time"), "{two}");
+    }
 
     #[test]
     fn a_usage_error_is_its_first_paragraph() {

@@ -132,6 +132,15 @@ fn compare_refuses_a_bad_workload_before_starting_anything() {
 }
 
 #[test]
+fn a_sweep_of_two_lists_is_a_usage_error() {
+    let line = refused(&["sweep", "--idle", "0,10", "-c", "1,2", "--no-build"]);
+    assert!(
+        line.contains("one dimension at a time") && line.contains("see loadgen sweep --help"),
+        "{line}"
+    );
+}
+
+#[test]
 fn syscalls_without_a_pid_is_refused() {
     let target = dead_port().to_string();
     let line = refused(&[&target, "--syscalls", "-d", "1s"]);

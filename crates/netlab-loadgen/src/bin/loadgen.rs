@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use netlab_loadgen::commands::{self, OneRun};
+use netlab_loadgen::commands::{self, OneRun, SweepChoice};
 use netlab_loadgen::compare::{self, Dimension, Plan};
 use netlab_loadgen::report::Format;
 use netlab_loadgen::servers;
@@ -301,50 +301,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::print_outcome(&outcome, args.load.format)
         }
         Some(Command::Sweep(args)) => {
-            let given = [
-                (Dimension::Idle, args.idle.clone().map(|l| l.0)),
-                (
-                    Dimension::Connections,
-                    args.connections.clone().map(|l| l.0),
-                ),
-                (Dimension::Size, args.size.clone().map(|l| l.0)),
-            ];
-            let lists: Vec<&(Dimension, Option<Vec<u64>>)> =
-                given.iter().filter(|(_, v)| v.is_some()).collect();
-            // The swept dimension is the one given several values; single values only set the
-            // workload's shape. With no list, idle connections are swept (their given value, or
-            // the default list).
-            let (dimension, values) = match lists
-                .iter()
-                .find(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1))
-            {
-                Some((d, Some(v))) => (*d, v.clone()),
-                _ => (
-                    Dimension::Idle,
-                    args.idle
-                        .clone()
-                        .map_or(vec![0, 100, 1000, 10_000], |l| l.0),
-                ),
-            };
-            if lists
-                .iter()
-                .filter(|(_, v)| v.as_ref().is_some_and(|v| v.len() > 1))
-                .count()
-                > 1
-            {
-                anyhow::bail!("sweep one dimension at a time: give a list to only one of --idle, --connections, --size");
-            }
-            let single = |d: Dimension, default: u64| -> u64 {
-                given
-                    .iter()
-                    .find(|(g, v)| *g == d && *g != dimension && v.is_some())
-                    .and_then(|(_, v)| v.as_ref()?.first().copied())
-                    .unwrap_or(default)
-            };
+            let choice = SweepChoice::from_lists(
+                args.idle.map(|l| l.0),
+                args.connections.map(|l| l.0),
+                args.size.map(|l| l.0),
+            )?;
             let shape = Shape {
-                connections: single(Dimension::Connections, 50),
-                idle: single(Dimension::Idle, 0),
-                size: single(Dimension::Size, 512) as usize,
+                connections: choice.connections,
+                idle: choice.idle,
+                size: choice.size as usize,
             };
             let mut workload = workload(
                 Target::Tcp("127.0.0.1:0".parse().unwrap()),
@@ -353,14 +318,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 Duration::from_secs(2),
                 Duration::from_millis(500),
             );
-            if workload.connect_rate.is_none() && dimension != Dimension::Size {
+            if workload.connect_rate.is_none() && choice.dimension != Dimension::Size {
                 // Thousands of handshakes at once overflow the SYN and accept queues; 20k/s
                 // keeps the 10,000-connection step within about half a second.
                 workload.connect_rate = Some(20_000.0);
             }
             workload.check()?;
             let plan = plan(workload, &args.servers, &args.load)?;
-            let outcome = compare::sweep(&plan, dimension, &values, args.servers.out.as_deref())?;
+            let outcome = compare::sweep(
+                &plan,
+                choice.dimension,
+                &choice.values,
+                args.servers.out.as_deref(),
+            )?;
             commands::print_outcome(&outcome, args.load.format)
         }
         Some(Command::Http(args)) => {
