@@ -96,8 +96,9 @@ impl Worker {
                     token,
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
-                    self.record_error(ConnError(ErrorKind::ClientLimit, format!("epoll_ctl: {e}")));
-                    self.conns[i].state = State::Closed;
+                    // Counted, closed and (in the load) noted as lost like any failed connect.
+                    let error = ConnError(ErrorKind::ClientLimit, format!("epoll_ctl: {e}"));
+                    self.fail(i, error);
                     return;
                 }
                 sock.set_nodelay(self.shared.workload.nodelay);
