@@ -482,3 +482,58 @@ fn http_mode_counts_requests_and_body_bytes() {
     let reports: Vec<RunReport> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0].errors.http, 2);
 }
+
+/// Bytes echoed by [`counting_echo`], all connections together.
+static ECHOED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Echoes, counting the bytes it sends back.
+fn counting_echo(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        ECHOED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Reads the server's count at the window's edges, as `loadgen` samples /proc there.
+#[derive(Default)]
+struct EchoedAtEdges {
+    start: u64,
+    end: u64,
+}
+
+impl netlab_loadgen::engine::Window for EchoedAtEdges {
+    fn measure_start(&mut self) {
+        self.start = ECHOED.load(std::sync::atomic::Ordering::Relaxed);
+    }
+    fn measure_end(&mut self) {
+        self.end = ECHOED.load(std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn only_the_messages_of_the_measured_window_count() {
+    // A warmup twice the window: had the warmup's messages been counted, the engine would
+    // report about three times what the server echoed between the window's edges.
+    let workload = Workload {
+        connections: 4,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_millis(500),
+        ..Workload::echo(Target::Tcp(tcp_server(counting_echo)))
+    };
+    let mut edges = EchoedAtEdges::default();
+    let result = netlab_loadgen::engine::run(&workload, &mut edges).unwrap();
+    assert_eq!(result.errors.total(), 0, "{:?}", result.examples);
+    let in_window = (edges.end - edges.start) / workload.size as u64;
+    assert!(in_window > 100, "too few messages to compare: {in_window}");
+    // The edges are read by another thread a little after the engine's own clock passes
+    // them (and the tests share two cores): wide bounds, far from the factor 3 of a bug.
+    let ratio = result.messages as f64 / in_window as f64;
+    assert!(
+        (0.6..1.6).contains(&ratio),
+        "engine counted {} messages, the server echoed {in_window} in the window",
+        result.messages
+    );
+}
