@@ -132,6 +132,18 @@ fn compare_refuses_a_bad_workload_before_starting_anything() {
 }
 
 #[test]
+fn a_message_size_past_the_limit_is_refused_not_an_abort() {
+    let target = dead_port().to_string();
+    for size in ["4G", "65m"] {
+        let line = refused(&[&target, "--size", size, "-d", "1s"]);
+        assert!(
+            line.contains("--size must be at most 64 MiB"),
+            "{size}: {line}"
+        );
+    }
+}
+
+#[test]
 fn a_sweep_of_two_lists_is_a_usage_error() {
     let line = refused(&["sweep", "--idle", "0,10", "-c", "1,2", "--no-build"]);
     assert!(

@@ -78,7 +78,7 @@ struct Shape {
     #[arg(long, default_value = "0", value_parser = parse_count)]
     idle: u64,
 
-    /// Message size in bytes, header included (min 16): 512, 4k, 64k.
+    /// Message size in bytes, header included (16 to 64 MiB): 512, 4k, 64k.
     #[arg(long, default_value = "512", value_parser = netlab_core::parse_size)]
     size: usize,
 }
