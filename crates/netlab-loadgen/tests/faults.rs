@@ -194,6 +194,36 @@ fn bytes_nobody_sent_are_a_mismatch_on_idle_and_active_connections() {
     );
 }
 
+#[test]
+fn a_full_unix_backlog_is_named_as_such() {
+    // A Unix listener with backlog 0 that never accepts: it queues one connection, and a
+    // non-blocking connect(2) past that fails at once with EAGAIN.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.sock");
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let workload = Workload {
+        connections: 4,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(300),
+        timeout: Duration::from_millis(300),
+        ..Workload::echo(Target::Unix(path))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert!(result.errors.connect >= 1, "{:?}", result.examples);
+    assert_eq!(result.errors.connect, result.connect_errors.refused);
+    assert!(
+        result.examples.iter().any(|e| e.contains("backlog full")),
+        "{:?}",
+        result.examples
+    );
+    drop(listener);
+}
+
 /// Accepts and never reads: the echo never comes.
 fn never_reading(stream: TcpStream) {
     std::thread::sleep(Duration::from_secs(30));
