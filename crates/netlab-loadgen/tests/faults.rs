@@ -224,6 +224,27 @@ fn a_full_unix_backlog_is_named_as_such() {
     drop(listener);
 }
 
+/// Reads the first 512-byte message whole, then closes without echoing it (a FIN, as nothing
+/// is left unread).
+fn swallowing_the_first(mut stream: TcpStream) {
+    let mut message = [0u8; 512];
+    let _ = stream.read_exact(&mut message);
+}
+
+#[test]
+fn a_server_that_closes_owing_an_echo_is_a_short_echo() {
+    let target = tcp_server(swallowing_the_first).to_string();
+    let (code, report, stderr) = against(&target, &["--size", "512"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(report.errors.short_echo, 4, "{:?}", report.error_examples);
+    assert_eq!(report.errors.total(), 4);
+    assert!(
+        report.error_examples[0].contains("server closed it with 1 message(s) still owed"),
+        "{:?}",
+        report.error_examples
+    );
+}
+
 /// Accepts and never reads: the echo never comes.
 fn never_reading(stream: TcpStream) {
     std::thread::sleep(Duration::from_secs(30));
