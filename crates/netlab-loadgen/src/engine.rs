@@ -89,8 +89,10 @@ pub struct EngineResult {
     /// Open loop only: latency from the actual send, as a tool that ignores coordinated
     /// omission would report it.
     pub latency_uncorrected: Option<Histogram<u64>>,
-    /// Handshake time in ns, connect() to established.
+    /// Handshake time in ns, connect() to established: the connect phase's, and with
+    /// `--churn` every life's too (warmup and drain included).
     pub connect: Histogram<u64>,
+    /// Connections up after the connect phase (churn's later lives are not counted here).
     pub connected: usize,
     pub errors: ErrorCounts,
     /// Every failed connect by cause (also counted in `errors`).
