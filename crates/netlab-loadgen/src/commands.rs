@@ -1,7 +1,8 @@
 //! What the `loadgen` commands do once their flags are read: run one target (echo or HTTP) and
-//! print it ([`run_one`]), print a comparison ([`print_outcome`]), and write to a stdout that
-//! may close early ([`print_out`]: `loadgen ... | head -1` ends quietly). The binary,
-//! `src/bin/loadgen.rs`, holds only the flags and the exit status.
+//! print it ([`run_one`]), print a comparison
+//! ([`print_outcome`]), and write to a stdout that may close early ([`print_out`]:
+//! `loadgen ... | head -1` ends quietly). The binary, `src/bin/loadgen.rs`, holds only the
+//! flags and the exit status.
 
 use std::io::{self, Write};
 

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,7 @@ pub use crate::errors::{ConnectErrors, ErrorCounts, ErrorKind};
 pub use crate::workload::{BadArgument, Protocol, Workload};
 
 use crate::frame::{Pattern, HEADER};
-use barrier::Barrier;
+use barrier::{Barrier, OnPanic};
 use progress::{sleep_until, Progress};
 use worker::Worker;
 
@@ -89,8 +89,10 @@ pub struct EngineResult {
     /// Open loop only: latency from the actual send, as a tool that ignores coordinated
     /// omission would report it.
     pub latency_uncorrected: Option<Histogram<u64>>,
-    /// Handshake time in ns, connect() to established.
+    /// Handshake time in ns, connect() to established: the connect phase's, and with
+    /// `--churn` every life's too (warmup and drain included).
     pub connect: Histogram<u64>,
+    /// Connections up after the connect phase (churn's later lives are not counted here).
     pub connected: usize,
     pub errors: ErrorCounts,
     /// Every failed connect by cause (also counted in `errors`).
@@ -164,13 +166,22 @@ fn run_inner(
     let workers = (0..threads)
         .map(|index| Worker::new(Arc::clone(&shared), index))
         .collect::<anyhow::Result<Vec<Worker>>>()?;
+    // This thread is a party to three barriers too: if it panics (in a `Window` call, say),
+    // or cannot start every engine thread, the ones already started must not wait for it.
+    let _guard = OnPanic(|| shared.break_barriers());
     let mut handles = Vec::new();
     for (index, worker) in workers.into_iter().enumerate() {
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("loadgen-{index}"))
-            .spawn(move || worker.run())
-            .context("cannot start an engine thread")?;
-        handles.push(handle);
+            .spawn(move || worker.run());
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                shared.break_barriers();
+                let _ = engine_failure(handles);
+                return Err(anyhow::Error::new(e).context("cannot start an engine thread"));
+            }
+        }
     }
 
     let progress = Progress::new(workload.progress, total as u64);
@@ -253,9 +264,11 @@ fn run_inner(
             thread_busy: Vec::new(),
         },
     };
-    // Lost only when every thread lost all its connections; then at the last such moment.
+    // Lost only when every thread with active connections lost them all; then at the last
+    // such moment. A thread with only idle connections has none to lose.
     merged.all_lost_s = results
         .iter()
+        .filter(|r| r.carries_load)
         .map(|r| r.all_lost_s)
         .collect::<Option<Vec<f64>>>()
         .and_then(|times| times.into_iter().reduce(f64::max));
@@ -430,6 +443,47 @@ mod tests {
             .recv_timeout(limit)
             .unwrap_or_else(|_| panic!("{phase:?}: the run did not end within {limit:?}"));
         error.unwrap_or_else(|| panic!("{phase:?}: a run with a panicked thread must fail"))
+    }
+
+    /// A `Window` that panics once every connection is up.
+    struct PanickingWindow;
+    impl Window for PanickingWindow {
+        fn connected(&mut self) {
+            panic!("the caller's window panics on purpose");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_callers_window_releases_the_engine_threads() {
+        // A server that reports each connection's end (EOF: the engine closed it).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::Tcp(listener.local_addr().unwrap());
+        let (closed, ends) = mpsc::channel();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let closed = closed.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    let _ = closed.send(());
+                });
+            }
+        });
+        let workload = Workload {
+            connections: 2,
+            threads: 2,
+            ..Workload::echo(target)
+        };
+        let outcome = std::panic::catch_unwind(move || {
+            let _ = run_inner(&workload, &mut PanickingWindow, None);
+        });
+        assert!(outcome.is_err(), "the window's panic reaches the caller");
+        // The engine threads were waiting for the main thread at the start of the load: they
+        // must give up and close their connections rather than wait for good.
+        for n in 0..2 {
+            ends.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("connection {n} still open: an engine thread waits"));
+        }
     }
 
     #[test]

@@ -119,7 +119,8 @@ impl ErrorKind {
 /// three as `client_limit`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectErrors {
-    /// ECONNREFUSED: nothing listening, or the accept queue full with `tcp_abort_on_overflow`.
+    /// ECONNREFUSED: nothing listening, or the accept queue full with `tcp_abort_on_overflow`;
+    /// for a Unix-domain socket also EAGAIN, its listener's backlog full.
     pub refused: u64,
     /// The handshake did not finish in time (SYNs or the final ACK dropped).
     pub timed_out: u64,
@@ -135,11 +136,13 @@ pub struct ConnectErrors {
 }
 
 impl ConnectErrors {
-    /// Counts a failed `connect` by its errno.
+    /// Counts a failed `connect` by its errno (EAGAIN comes only from a Unix-domain connect
+    /// on Linux: TCP reports a shortage of ports as EADDRNOTAVAIL).
     pub fn count(&mut self, e: &io::Error) {
-        use nix::libc::{EADDRNOTAVAIL, ECONNREFUSED, EMFILE, ENFILE, ENOBUFS, ETIMEDOUT};
+        use nix::libc::{EADDRNOTAVAIL, EAGAIN, ECONNREFUSED, EMFILE, ENFILE, ENOBUFS, ETIMEDOUT};
         let slot = match e.raw_os_error() {
             Some(ECONNREFUSED) => &mut self.refused,
+            Some(EAGAIN) => &mut self.refused,
             Some(ETIMEDOUT) => &mut self.timed_out,
             Some(EADDRNOTAVAIL) => &mut self.no_ports,
             Some(EMFILE) | Some(ENFILE) => &mut self.no_fds,
@@ -168,8 +171,13 @@ pub(crate) struct ConnError(pub ErrorKind, pub String);
 
 /// Names a failed connect: the client's own limits apart from the server's refusals.
 pub(crate) fn connect_error(target: &Target, e: io::Error) -> ConnError {
-    use nix::libc::{EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS};
+    use nix::libc::{EADDRNOTAVAIL, EAGAIN, EMFILE, ENFILE, ENOBUFS};
     match e.raw_os_error() {
+        // A Unix-domain connect does not wait for room in the listener's queue.
+        Some(EAGAIN) if matches!(target, Target::Unix(_)) => ConnError(
+            ErrorKind::Connect,
+            format!("connect to {target}: the listener's backlog full (EAGAIN): {e}"),
+        ),
         Some(EMFILE) | Some(ENFILE) => ConnError(
             ErrorKind::ClientLimit,
             format!("client out of descriptors (EMFILE/ENFILE): {e}; raise ulimit -n"),
@@ -209,13 +217,14 @@ mod tests {
     #[test]
     fn connect_errors_by_cause() {
         let errno = io::Error::from_raw_os_error;
+        let target = Target::parse("127.0.0.1:9").unwrap();
         let mut c = ConnectErrors::default();
         c.count(&errno(nix::libc::ECONNREFUSED));
         c.count(&errno(nix::libc::EADDRNOTAVAIL));
         c.count(&errno(nix::libc::EADDRNOTAVAIL));
         c.count(&errno(nix::libc::ECONNRESET));
-        assert_eq!((c.refused, c.no_ports, c.other, c.total()), (1, 2, 1, 4));
-        let target = Target::parse("127.0.0.1:9").unwrap();
+        c.count(&errno(nix::libc::EAGAIN));
+        assert_eq!((c.refused, c.no_ports, c.other, c.total()), (2, 2, 1, 5));
         let named = connect_error(&target, errno(nix::libc::EADDRNOTAVAIL));
         assert_eq!(named.0, ErrorKind::ClientLimit);
         assert!(

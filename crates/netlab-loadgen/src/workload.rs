@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::frame::HEADER;
 use crate::target::Target;
 
+/// The largest echo message: 64 MiB.
+pub const MAX_SIZE: usize = 64 << 20;
+
 /// What is spoken on each connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,14 +164,23 @@ impl Workload {
         if self.protocol == Protocol::Echo && self.size < HEADER {
             return bad(format!("--size must be at least {HEADER} bytes (the message header: length, connection id, sequence number)"));
         }
+        // The client holds the pattern (a message's size) and each connection's unsent
+        // messages: past this a typo (`--size 4G`) would abort on a failed allocation.
+        if self.protocol == Protocol::Echo && self.size > MAX_SIZE {
+            return bad(format!("--size must be at most {} MiB", MAX_SIZE >> 20));
+        }
         if self.pipeline == 0 {
             return bad("--pipeline must be at least 1".into());
         }
         if self.duration.is_zero() {
             return bad("--duration must be more than 0".into());
         }
-        if matches!(self.rate, Some(r) if r <= 0.0) {
-            return bad("--rate must be more than 0".into());
+        // NaN and infinity pass `r <= 0.0`: an infinite rate would send without pause.
+        if matches!(self.rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+            return bad("--rate must be a number more than 0".into());
+        }
+        if matches!(self.connect_rate, Some(r) if !(r > 0.0 && r.is_finite())) {
+            return bad("--connect-rate must be a number more than 0 (leave it out for as fast as handshakes go)".into());
         }
         if self.churn {
             if self.protocol != Protocol::Echo {

@@ -52,6 +52,14 @@ fn churn_against_two_servers_has_no_errors() {
             result.messages,
             "{bin}: one latency per life"
         );
+        // A life includes its own handshake, so no life is shorter than the shortest
+        // handshake (the connect histogram holds every life's handshake, and a few more).
+        assert!(
+            result.latency.min() >= result.connect.min(),
+            "{bin}: shortest life {} ns, shortest handshake {} ns",
+            result.latency.min(),
+            result.connect.min()
+        );
         // The server saw every connection: the 4 of the connect phase, those completed in the
         // window, and those of the warmup and the drain.
         assert!(stopped.exit_ok, "{bin}: {:?}", stopped.problems);

@@ -2,9 +2,12 @@
 //! to the help of the command it is about; nothing listening is one line; a closed stdout ends
 //! quietly. No echo server is built here: a refused port, or a small echo server in a thread.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output, Stdio};
+
+mod common;
+
+use common::{echo, tcp_server};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -55,6 +58,40 @@ fn negative_numbers_are_named_not_unexpected_arguments() {
 }
 
 #[test]
+fn rates_must_be_numbers_above_zero() {
+    let target = dead_port().to_string();
+    // Zero and NaN: zero used to mean 'as fast as handshakes go' without a word.
+    for (flag, value, named) in [
+        ("--connect-rate", "0", "--connect-rate"),
+        ("-R", "0", "--rate"),
+        ("-R", "nan", "--rate"),
+    ] {
+        let line = refused(&[&target, flag, value, "-d", "1s"]);
+        assert!(line.contains(named), "{flag} {value}: {line}");
+        assert!(
+            line.contains("see loadgen --help"),
+            "{flag} {value}: {line}"
+        );
+    }
+    // The library refuses what the flags' parser lets through from other callers.
+    use netlab_loadgen::{Target, Workload};
+    for rate in [0.0, f64::NAN, f64::INFINITY] {
+        let workload = Workload {
+            connect_rate: Some(rate),
+            ..Workload::echo(Target::Tcp(dead_port()))
+        };
+        let error = workload.check().unwrap_err().to_string();
+        assert!(error.contains("--connect-rate"), "{rate}: {error}");
+        let workload = Workload {
+            rate: Some(rate),
+            ..Workload::echo(Target::Tcp(dead_port()))
+        };
+        let error = workload.check().unwrap_err().to_string();
+        assert!(error.contains("--rate"), "{rate}: {error}");
+    }
+}
+
+#[test]
 fn errors_point_to_the_help_of_their_command() {
     assert!(refused(&["--bogus"]).ends_with("see loadgen --help\n"));
     for command in ["compare", "sweep", "http"] {
@@ -95,6 +132,27 @@ fn compare_refuses_a_bad_workload_before_starting_anything() {
 }
 
 #[test]
+fn a_message_size_past_the_limit_is_refused_not_an_abort() {
+    let target = dead_port().to_string();
+    for size in ["4G", "65m"] {
+        let line = refused(&[&target, "--size", size, "-d", "1s"]);
+        assert!(
+            line.contains("--size must be at most 64 MiB"),
+            "{size}: {line}"
+        );
+    }
+}
+
+#[test]
+fn a_sweep_of_two_lists_is_a_usage_error() {
+    let line = refused(&["sweep", "--idle", "0,10", "-c", "1,2", "--no-build"]);
+    assert!(
+        line.contains("one dimension at a time") && line.contains("see loadgen sweep --help"),
+        "{line}"
+    );
+}
+
+#[test]
 fn syscalls_without_a_pid_is_refused() {
     let target = dead_port().to_string();
     let line = refused(&[&target, "--syscalls", "-d", "1s"]);
@@ -115,28 +173,9 @@ fn http_with_nothing_listening_is_one_line() {
     assert!(out.stdout.is_empty(), "no table of zeros");
 }
 
-/// Echoes every byte back, one thread per connection.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_closed_stdout_ends_quietly() {
-    let target = echo_server().to_string();
+    let target = tcp_server(echo).to_string();
     for format in ["table", "json", "csv"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
             .args([&target, "-c", "2", "-d", "200ms", "--warmup", "0s"])

@@ -3,14 +3,14 @@
 //! test as a hang. The bad servers are a few lines of std each, on port 0.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::server_dir;
+use common::{http_server, server_dir, tcp_server};
 use netlab_loadgen::engine::{self, NoWindow};
 use netlab_loadgen::servers::{Listen, RunningServer};
 use netlab_loadgen::{RunReport, Target, Workload};
@@ -56,18 +56,6 @@ fn against_with(target: &str, shape: &[&str], extra: &[&str]) -> (Option<i32>, R
         .unwrap_or_else(|e| panic!("{args:?}: JSON ({e}): {stderr}"));
     let report = reports.into_iter().next().expect("one report");
     (out.status.code(), report, stderr)
-}
-
-/// A TCP server on a free port running `serve` for each connection, in threads.
-fn bad_server(serve: fn(TcpStream)) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    addr
 }
 
 #[test]
@@ -125,7 +113,7 @@ fn echoing_then_gone(mut stream: TcpStream) {
 
 #[test]
 fn the_engine_says_when_the_last_connection_was_lost() {
-    let addr = bad_server(echoing_then_gone);
+    let addr = tcp_server(echoing_then_gone);
     let workload = Workload {
         connections: 4,
         threads: 2,
@@ -148,6 +136,115 @@ fn the_engine_says_when_the_last_connection_was_lost() {
     );
 }
 
+#[test]
+fn a_thread_with_only_idle_connections_does_not_hide_the_loss() {
+    // Two threads, one active and one idle connection: thread 1 holds only the idle one,
+    // which the server keeps (it waits in read), so nothing there is ever lost.
+    let addr = tcp_server(echoing_then_gone);
+    let workload = Workload {
+        connections: 1,
+        idle: 1,
+        threads: 2,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(2),
+        ..Workload::echo(Target::Tcp(addr))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert_eq!(result.errors.total(), 1, "{:?}", result.examples);
+    let lost = result
+        .all_lost_s
+        .expect("the only active connection was lost in the window");
+    assert!((0.1..1.8).contains(&lost), "{lost}");
+}
+
+/// Greets each connection with a line nobody asked for, then echoes.
+fn greeting(mut stream: TcpStream) {
+    if stream.write_all(b"hello\n").is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn bytes_nobody_sent_are_a_mismatch_on_idle_and_active_connections() {
+    let addr = tcp_server(greeting);
+    let workload = Workload {
+        connections: 1,
+        idle: 1,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(500),
+        ..Workload::echo(Target::Tcp(addr))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert_eq!(result.errors.mismatch, 2, "{:?}", result.examples);
+    assert_eq!(result.errors.total(), 2, "{:?}", result.examples);
+    assert_eq!(result.messages, 0);
+    assert!(
+        result
+            .examples
+            .iter()
+            .any(|e| e.contains("idle connection 1 received 6 bytes nobody sent")),
+        "{:?}",
+        result.examples
+    );
+}
+
+#[test]
+fn a_full_unix_backlog_is_named_as_such() {
+    // A Unix listener with backlog 0 that never accepts: it queues one connection, and a
+    // non-blocking connect(2) past that fails at once with EAGAIN.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.sock");
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let workload = Workload {
+        connections: 4,
+        warmup: Duration::ZERO,
+        duration: Duration::from_millis(300),
+        timeout: Duration::from_millis(300),
+        ..Workload::echo(Target::Unix(path))
+    };
+    let result = engine::run(&workload, &mut NoWindow).unwrap();
+    assert!(result.errors.connect >= 1, "{:?}", result.examples);
+    assert_eq!(result.errors.connect, result.connect_errors.refused);
+    assert!(
+        result.examples.iter().any(|e| e.contains("backlog full")),
+        "{:?}",
+        result.examples
+    );
+    drop(listener);
+}
+
+/// Reads the first 512-byte message whole, then closes without echoing it (a FIN, as nothing
+/// is left unread).
+fn swallowing_the_first(mut stream: TcpStream) {
+    let mut message = [0u8; 512];
+    let _ = stream.read_exact(&mut message);
+}
+
+#[test]
+fn a_server_that_closes_owing_an_echo_is_a_short_echo() {
+    let target = tcp_server(swallowing_the_first).to_string();
+    let (code, report, stderr) = against(&target, &["--size", "512"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(report.errors.short_echo, 4, "{:?}", report.error_examples);
+    assert_eq!(report.errors.total(), 4);
+    assert!(
+        report.error_examples[0].contains("server closed it with 1 message(s) still owed"),
+        "{:?}",
+        report.error_examples
+    );
+}
+
 /// Accepts and never reads: the echo never comes.
 fn never_reading(stream: TcpStream) {
     std::thread::sleep(Duration::from_secs(30));
@@ -156,7 +253,7 @@ fn never_reading(stream: TcpStream) {
 
 #[test]
 fn a_server_that_never_reads_is_a_timeout() {
-    let target = bad_server(never_reading).to_string();
+    let target = tcp_server(never_reading).to_string();
     // 4 MiB messages: more than the socket buffers take, so the client's sends stall too.
     let (code, report, stderr) = against(&target, &["--size", "4m", "--timeout", "300ms"]);
     assert_eq!(code, Some(1), "{stderr}");
@@ -172,7 +269,7 @@ fn closing(stream: TcpStream) {
 
 #[test]
 fn a_server_that_closes_at_once_is_a_closed_connection() {
-    let target = bad_server(closing).to_string();
+    let target = tcp_server(closing).to_string();
     let (code, report, stderr) = against(&target, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     // Closed before any message (the connect phase) or with one owed, or reset: one each.
@@ -203,7 +300,7 @@ fn slow(mut stream: TcpStream) {
 
 #[test]
 fn a_server_slower_than_the_timeout_is_a_timeout() {
-    let target = bad_server(slow).to_string();
+    let target = tcp_server(slow).to_string();
     let (code, report, stderr) = against(&target, &["--timeout", "300ms"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report.errors.timeout, 4, "{:?}", report.error_examples);
@@ -215,35 +312,10 @@ fn a_server_slower_than_the_timeout_is_a_timeout() {
     );
 }
 
-/// A keep-alive HTTP server answering every request head with `reply`.
-fn http_server(reply: &'static [u8]) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..pos + 4);
-                        if stream.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}/file")
-}
-
-fn http_against(url: &str) -> (Option<i32>, RunReport, String) {
-    let args = ["http", url, "-c", "4", "-d", "1s", "--warmup", "0s"];
+/// Runs `loadgen http` against the HTTP server at `addr`; returns (exit code, report, stderr).
+fn http_against(addr: SocketAddr) -> (Option<i32>, RunReport, String) {
+    let url = format!("http://{addr}/file");
+    let args = ["http", &url, "-c", "4", "-d", "1s", "--warmup", "0s"];
     let (args, extra) = (&args[..], ["--timeout", "300ms", "--format", "json"]);
     let out = loadgen_within(Duration::from_secs(30), &[args, &extra].concat());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -258,8 +330,8 @@ fn http_against(url: &str) -> (Option<i32>, RunReport, String) {
 
 #[test]
 fn http_a_body_shorter_than_its_length_is_a_timeout() {
-    let url = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
-    let (code, report, stderr) = http_against(&url);
+    let server = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    let (code, report, stderr) = http_against(server);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report.errors.timeout, 4, "{:?}", report.error_examples);
     assert_eq!(report.errors.total(), 4);
@@ -268,8 +340,8 @@ fn http_a_body_shorter_than_its_length_is_a_timeout() {
 #[test]
 fn http_a_body_longer_than_its_length_is_an_http_error() {
     // 10 body bytes for a length of 5: the other 5 are read as the next reply's head.
-    let url = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n0123456789");
-    let (code, report, stderr) = http_against(&url);
+    let server = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n0123456789");
+    let (code, report, stderr) = http_against(server);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report.errors.http, 4, "{:?}", report.error_examples);
     assert_eq!(report.errors.total(), 4);
@@ -282,8 +354,8 @@ fn http_a_body_longer_than_its_length_is_an_http_error() {
 
 #[test]
 fn http_garbage_is_an_http_error() {
-    let url = http_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
-    let (code, report, stderr) = http_against(&url);
+    let server = http_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
+    let (code, report, stderr) = http_against(server);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report.errors.http, 4, "{:?}", report.error_examples);
     assert_eq!(report.errors.total(), 4);
@@ -291,8 +363,8 @@ fn http_garbage_is_an_http_error() {
 
     // Garbage with no blank line at all: refused once the head passes 64 KiB.
     static ENDLESS: [u8; 100_000] = [b'x'; 100_000];
-    let url = http_server(&ENDLESS);
-    let (code, report, stderr) = http_against(&url);
+    let server = http_server(&ENDLESS);
+    let (code, report, stderr) = http_against(server);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(report.errors.http, 4, "{:?}", report.error_examples);
     assert!(report.error_examples[0].contains("reply head over 64 KiB"));

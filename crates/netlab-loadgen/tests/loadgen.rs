@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::server_dir;
+use common::{http_server, server_dir, tcp_server};
 use netlab_loadgen::servers::{Listen, RunningServer, MODELS};
 use netlab_loadgen::{measure, Environment, MeasureOptions, RunReport, Target, Workload};
 
@@ -180,18 +180,6 @@ fn json_and_csv_parse_and_carry_the_environment() {
     assert!(server.stop().exit_ok);
 }
 
-/// A TCP server on a free port running `serve` for each connection, in threads.
-fn faulty_server(serve: fn(TcpStream)) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
-    addr
-}
-
 /// Echoes, but flips one bit of the 100th byte of each connection's stream.
 fn corrupting(mut stream: TcpStream) {
     let mut buf = [0u8; 4096];
@@ -251,7 +239,7 @@ fn against(addr: SocketAddr, extra: &[&str]) -> (bool, RunReport) {
 
 #[test]
 fn a_corrupted_byte_is_a_mismatch_and_fails_the_run() {
-    let (ok, report) = against(faulty_server(corrupting), &[]);
+    let (ok, report) = against(tcp_server(corrupting), &[]);
     assert!(!ok, "exit status must be non-zero");
     assert_eq!(
         report.errors.mismatch, 4,
@@ -268,7 +256,7 @@ fn a_corrupted_byte_is_a_mismatch_and_fails_the_run() {
 
 #[test]
 fn a_reset_is_reported_as_a_reset() {
-    let (ok, report) = against(faulty_server(resetting), &[]);
+    let (ok, report) = against(tcp_server(resetting), &[]);
     assert!(!ok);
     assert_eq!(
         report.errors.reset, 4,
@@ -280,7 +268,7 @@ fn a_reset_is_reported_as_a_reset() {
 
 #[test]
 fn a_stalled_server_is_a_timeout() {
-    let (ok, report) = against(faulty_server(stalling), &["--timeout", "300ms"]);
+    let (ok, report) = against(tcp_server(stalling), &["--timeout", "300ms"]);
     assert!(!ok);
     assert_eq!(report.errors.timeout, 4, "{:?}", report.errors);
     assert_eq!(report.errors.total(), 4);
@@ -447,34 +435,6 @@ fn sweep_says_when_select_hits_fd_setsize() {
     assert!(out_dir.path().join("sweep-throughput.svg").exists());
 }
 
-/// A keep-alive HTTP server answering every request with `reply`.
-fn http_server(reply: &'static [u8]) -> SocketAddr {
-    fn serve(mut stream: TcpStream, reply: &'static [u8]) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..pos + 4);
-                if stream.write_all(reply).is_err() {
-                    return;
-                }
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream, reply));
-        }
-    });
-    addr
-}
-
 #[test]
 fn http_mode_counts_requests_and_body_bytes() {
     let addr = http_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789");
@@ -525,4 +485,59 @@ fn http_mode_counts_requests_and_body_bytes() {
     assert!(!out.status.success());
     let reports: Vec<RunReport> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0].errors.http, 2);
+}
+
+/// Bytes echoed by [`counting_echo`], all connections together.
+static ECHOED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Echoes, counting the bytes it sends back.
+fn counting_echo(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        ECHOED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Reads the server's count at the window's edges, as `loadgen` samples /proc there.
+#[derive(Default)]
+struct EchoedAtEdges {
+    start: u64,
+    end: u64,
+}
+
+impl netlab_loadgen::engine::Window for EchoedAtEdges {
+    fn measure_start(&mut self) {
+        self.start = ECHOED.load(std::sync::atomic::Ordering::Relaxed);
+    }
+    fn measure_end(&mut self) {
+        self.end = ECHOED.load(std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn only_the_messages_of_the_measured_window_count() {
+    // A warmup twice the window: had the warmup's messages been counted, the engine would
+    // report about three times what the server echoed between the window's edges.
+    let workload = Workload {
+        connections: 4,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_millis(500),
+        ..Workload::echo(Target::Tcp(tcp_server(counting_echo)))
+    };
+    let mut edges = EchoedAtEdges::default();
+    let result = netlab_loadgen::engine::run(&workload, &mut edges).unwrap();
+    assert_eq!(result.errors.total(), 0, "{:?}", result.examples);
+    let in_window = (edges.end - edges.start) / workload.size as u64;
+    assert!(in_window > 100, "too few messages to compare: {in_window}");
+    // The edges are read by another thread a little after the engine's own clock passes
+    // them (and the tests share two cores): wide bounds, far from the factor 3 of a bug.
+    let ratio = result.messages as f64 / in_window as f64;
+    assert!(
+        (0.6..1.6).contains(&ratio),
+        "engine counted {} messages, the server echoed {in_window} in the window",
+        result.messages
+    );
 }

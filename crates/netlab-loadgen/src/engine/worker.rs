@@ -35,8 +35,11 @@ pub(super) struct WorkerResult {
     pub(super) errors: ErrorCounts,
     pub(super) connect_errors: ConnectErrors,
     pub(super) first_error_s: Option<f64>,
-    /// When this thread's last active connection failed, if it did before the window's end.
+    /// When this thread's last active connection failed, if it did before the window's end
+    /// (at the load's start when none came up).
     pub(super) all_lost_s: Option<f64>,
+    /// The thread has active connections (one with only idle ones has nothing to lose).
+    pub(super) carries_load: bool,
     pub(super) examples: Vec<String>,
     pub(super) cpu: Duration,
 }
@@ -100,7 +103,7 @@ impl Worker {
         let w = &shared.workload;
         let ids = (index..w.connections + w.idle).step_by(shared.threads);
         let now = Instant::now();
-        let conns = ids
+        let conns: Vec<Conn> = ids
             .map(|id| Conn {
                 id: id as u32,
                 active: id < w.connections,
@@ -116,6 +119,7 @@ impl Worker {
                 http: HttpReply::default(),
             })
             .collect();
+        let carries_load = conns.iter().any(|c| c.active);
         Ok(Worker {
             poll: Poll::new().context("epoll_create failed")?,
             conns,
@@ -131,6 +135,7 @@ impl Worker {
                 connect_errors: ConnectErrors::default(),
                 first_error_s: None,
                 all_lost_s: None,
+                carries_load,
                 examples: Vec::new(),
                 cpu: Duration::ZERO,
             },
@@ -479,10 +484,15 @@ impl Worker {
     fn fail(&mut self, i: usize, error: ConnError) {
         self.record_error(error);
         self.close(i);
-        // The last of this thread's active connections gone in the window: nothing more will
-        // be measured here (a failed connection is not reopened).
-        if self.sending
-            && self.loading
+        if self.sending && self.loading {
+            self.note_if_all_lost();
+        }
+    }
+
+    /// The last of this thread's active connections is gone: nothing more will be measured
+    /// here (a failed connection is not reopened), so the time is kept, once.
+    fn note_if_all_lost(&mut self) {
+        if self.result.carries_load
             && self.result.all_lost_s.is_none()
             && self
                 .conns

@@ -21,7 +21,6 @@ impl Worker {
         let w = &self.shared.workload;
         let interval = w
             .connect_rate
-            .filter(|r| *r > 0.0)
             .map(|r| Duration::from_secs_f64(self.shared.threads as f64 / r));
         let mut next = 0;
         let mut next_at = Instant::now();
@@ -97,8 +96,9 @@ impl Worker {
                     token,
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
-                    self.record_error(ConnError(ErrorKind::ClientLimit, format!("epoll_ctl: {e}")));
-                    self.conns[i].state = State::Closed;
+                    // Counted, closed and (in the load) noted as lost like any failed connect.
+                    let error = ConnError(ErrorKind::ClientLimit, format!("epoll_ctl: {e}"));
+                    self.fail(i, error);
                     return;
                 }
                 sock.set_nodelay(self.shared.workload.nodelay);

@@ -52,6 +52,8 @@ impl Worker {
                 }
             }
         }
+        // Every active connection of this thread failed while connecting: lost from the start.
+        self.note_if_all_lost();
         let check_every =
             (w.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(100));
         let mut next_check = Instant::now() + check_every;
