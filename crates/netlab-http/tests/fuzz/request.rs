@@ -383,6 +383,20 @@ proptest! {
         }
     }
 
+    fn pipelined_heads_come_out_in_order(heads in prop::collection::vec(head_with(0..4), 1..6)) {
+        case();
+        // Back to back, as a client that pipelines sends them: each parse takes exactly one
+        // head and leaves the next one's first byte at the start of the rest.
+        let stream: Vec<u8> = heads.iter().flat_map(Head::render).collect();
+        let mut rest = &stream[..];
+        for head in &heads {
+            let parsed = outcome(parse_head(rest));
+            prop_assert_eq!(&parsed, &head.expected());
+            rest = &rest[head.render().len()..];
+        }
+        prop_assert!(rest.is_empty());
+    }
+
     fn limits_hold_at_their_edges(head in head_with(0..3), delta in -3i64..=3,
                                   which in 0..3u8) {
         case();
@@ -452,6 +466,14 @@ fn parse_head_agrees_with_the_grammar() {
 #[test]
 fn parse_head_round_trips() {
     counted("parse_head valid heads round-trip", valid_heads_round_trip);
+}
+
+#[test]
+fn parse_head_pipelined() {
+    counted(
+        "parse_head pipelined heads",
+        pipelined_heads_come_out_in_order,
+    );
 }
 
 #[test]

@@ -207,3 +207,63 @@ fn root_never_opens_anything_outside() {
     assert!(cases < 100 || opened > 0, "{opened} of {cases} opened");
     eprintln!("fuzz: Root::open generated paths: {cases} cases ({opened} opened, inside)");
 }
+
+/// The race the two opens exist for: while one thread opens `swap` again and again, another
+/// keeps renaming over it, in turn, a file inside, a symlink out, a relative symlink out and a
+/// FIFO. Whatever it catches, what opens is the inside file. Bounded: 200,000 opens or 1 s.
+#[test]
+fn a_name_swapped_during_the_open_never_leads_outside() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let tree = tree();
+    let root_path = tree.root.path.clone();
+    let outside = root_path.parent().unwrap().join("outside");
+    let stop = AtomicBool::new(false);
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let staged = root_path.join("staged");
+            let mut turn = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::remove_file(&staged);
+                match turn % 4 {
+                    0 => fs::write(&staged, "inside").unwrap(),
+                    1 => symlink(outside.join("secret"), &staged).unwrap(),
+                    2 => symlink("../outside/sub/more", &staged).unwrap(),
+                    _ => nix::unistd::mkfifo(&staged, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                }
+                // rename(2) replaces `swap` in one step: a lookup sees the old or the new.
+                fs::rename(&staged, root_path.join("swap")).unwrap();
+                turn += 1;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut tries = 0;
+        while tries < 200_000 && Instant::now() < deadline {
+            tries += 1;
+            let what = match tree.root.open(Path::new("swap")) {
+                Ok(Opened::File(mut file, _)) => {
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(text, "inside", "opened something else as swap");
+                    "200 the inside file"
+                }
+                Ok(Opened::Dir) => panic!("swap was never a directory"),
+                Err(refusal) => match refusal.status() {
+                    403 => "403 (a link out, a FIFO)",
+                    404 => "404 (not there yet, or replaced between the two opens)",
+                    _ => "other",
+                },
+            };
+            *seen.entry(what).or_default() += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    // Each open is a case (this one test is not proptest's, so PROPTEST_CASES does not apply).
+    let cases: u64 = seen.values().sum();
+    eprintln!("fuzz: Root::open under renames: {cases} cases {seen:?}");
+    assert!(seen.contains_key("200 the inside file"), "{seen:?}");
+    assert!(!seen.contains_key("other"), "{seen:?}");
+}
