@@ -23,9 +23,13 @@ fi
 cd "$(dirname "$0")/.."
 test_args=(--release -p netlab-http --test fuzz)
 cargo test "${test_args[@]}" --no-run 2>&1 | tail -1
-properties=$(cargo test -q "${test_args[@]}" -- --list 2>/dev/null | grep -c ': test$')
+# Every test is a proptest property but the `race_` ones, which run for a bounded time.
+tests=$(cargo test -q "${test_args[@]}" -- --list 2>/dev/null | grep ': test$')
+all=$(grep -c . <<<"$tests")
+properties=$(grep -vc '::race_' <<<"$tests")
 per_property=$(((total + properties - 1) / properties))
-echo "fuzz-http: $properties properties x $per_property cases (PROPTEST_CASES), release"
+echo "fuzz-http: $properties properties x $per_property cases (PROPTEST_CASES), release;" \
+    "$((all - properties)) race test(s) besides"
 
 log=$(mktemp /tmp/fuzz-http.XXXXXX.log)
 start=$(date +%s)
@@ -38,7 +42,7 @@ counts=$(grep -o 'fuzz: .*: [0-9]* cases.*' "$log" || true)
 [[ -n "$counts" ]] && sed 's/^fuzz: /  /' <<<"$counts"
 ran=$(sed -n 's/^fuzz: .*: \([0-9][0-9]*\) cases.*/\1/p' <<<"$counts" | awk '{ n += $1 } END { print n + 0 }')
 passed=$(grep -c . <<<"$counts" || true)
-echo "fuzz-http: ${ran:-0} cases ran in ${elapsed} s; $passed of $properties properties passed"
+echo "fuzz-http: ${ran:-0} cases ran in ${elapsed} s; $passed of $all tests passed"
 
 if [[ $status -ne 0 ]]; then
     echo "fuzz-http: FOUND a failure (full output: $log):"

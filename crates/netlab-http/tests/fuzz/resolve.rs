@@ -212,7 +212,7 @@ fn root_never_opens_anything_outside() {
 /// keeps renaming over it, in turn, a file inside, a symlink out, a relative symlink out and a
 /// FIFO. Whatever it catches, what opens is the inside file. Bounded: 200,000 opens or 1 s.
 #[test]
-fn a_name_swapped_during_the_open_never_leads_outside() {
+fn race_a_name_swapped_during_the_open_never_leads_outside() {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
