@@ -90,8 +90,124 @@ fn method() -> impl Strategy<Value = &'static str> {
     prop::sample::select(&["GET", "HEAD", "POST", "PUT", "DELETE", "get"][..])
 }
 
+/// A tag field as the client may send it about this file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TagField {
+    Absent,
+    Current,
+    CurrentAsWeak,
+    Other,
+    Star,
+    Junk,
+}
+
+/// A date field: before, at or after the file's Last-Modified, or not a date.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DateField {
+    Absent,
+    Before,
+    At,
+    After,
+    Junk,
+}
+
+fn tag_field() -> impl Strategy<Value = TagField> {
+    use TagField::*;
+    prop::sample::select(&[Absent, Current, CurrentAsWeak, Other, Star, Junk][..])
+}
+
+fn date_field() -> impl Strategy<Value = DateField> {
+    use DateField::*;
+    prop::sample::select(&[Absent, Before, At, After, Junk][..])
+}
+
+fn tag_text(field: TagField, file: &Validators) -> Option<String> {
+    let opaque = file.etag.opaque.clone();
+    match field {
+        TagField::Absent => None,
+        TagField::Current => Some(file.etag.to_string()),
+        TagField::CurrentAsWeak => Some(EntityTag { weak: true, opaque }.to_string()),
+        TagField::Other => Some(format!("\"x{opaque}\"")),
+        TagField::Star => Some("*".into()),
+        TagField::Junk => Some("not-a-tag".into()),
+    }
+}
+
+fn date_text(field: DateField, file: &Validators) -> Option<String> {
+    match field {
+        DateField::Absent => None,
+        DateField::Before => Some(http_date(file.last_modified - 1)),
+        DateField::At => Some(http_date(file.last_modified)),
+        DateField::After => Some(http_date(file.last_modified + 1)),
+        DateField::Junk => Some("last tuesday".into()),
+    }
+}
+
+/// RFC 9110 §13.2.2, steps 1 to 4, as its text reads, for one combination.
+fn rfc_13_2_2(
+    method: &str,
+    fields: [TagField; 2],
+    dates: [DateField; 2],
+    weak: bool,
+) -> Precondition {
+    let [if_match, if_none_match] = fields;
+    let [if_unmodified_since, if_modified_since] = dates;
+    let get_or_head = method == "GET" || method == "HEAD";
+    // 1. If-Match (strong comparison): false -> 412.
+    if if_match != TagField::Absent {
+        let holds = if_match == TagField::Star || (if_match == TagField::Current && !weak);
+        if !holds {
+            return Precondition::Failed;
+        }
+    // 2. Else If-Unmodified-Since (a valid date): modified after it -> 412.
+    } else if if_unmodified_since == DateField::Before {
+        return Precondition::Failed;
+    }
+    // 3. If-None-Match (weak comparison): a match -> 304 for GET/HEAD, else 412.
+    if if_none_match != TagField::Absent {
+        let matched = matches!(
+            if_none_match,
+            TagField::Star | TagField::Current | TagField::CurrentAsWeak
+        );
+        if matched {
+            return if get_or_head {
+                Precondition::NotModified
+            } else {
+                Precondition::Failed
+            };
+        }
+    // 4. Else If-Modified-Since, GET/HEAD only: not modified since -> 304.
+    } else if get_or_head && matches!(if_modified_since, DateField::At | DateField::After) {
+        return Precondition::NotModified;
+    }
+    Precondition::Proceed
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    fn every_combination_follows_rfc_9110_13_2_2(
+        file in file(), method in method(),
+        if_match in tag_field(), if_none_match in tag_field(),
+        if_unmodified_since in date_field(), if_modified_since in date_field(),
+    ) {
+        case();
+        prop_assume!(file.last_modified > 0);
+        let c = Conditions {
+            if_match: tag_text(if_match, &file),
+            if_none_match: tag_text(if_none_match, &file),
+            if_unmodified_since: date_text(if_unmodified_since, &file),
+            if_modified_since: date_text(if_modified_since, &file),
+            if_range: None,
+        };
+        let expected = rfc_13_2_2(
+            method,
+            [if_match, if_none_match],
+            [if_unmodified_since, if_modified_since],
+            file.etag.weak,
+        );
+        prop_assert_eq!(evaluate_preconditions(method, &c, &file), expected, "{:?}", c);
+    }
 
     fn tags_and_lists_round_trip(tags in prop::collection::vec(entity_tag(), 0..6),
                                  sep in "[ \t]{0,2},[ \t]{0,2}(,[ \t]{0,1}){0,2}") {
@@ -228,6 +344,14 @@ fn conditional_if_none_match() {
     counted(
         "conditional If-None-Match over If-Modified-Since",
         if_none_match_wins_and_means_304_for_get_and_head,
+    );
+}
+
+#[test]
+fn conditional_rfc_9110_13_2_2() {
+    counted(
+        "conditional all four preconditions vs RFC 9110 13.2.2",
+        every_combination_follows_rfc_9110_13_2_2,
     );
 }
 
