@@ -15,6 +15,7 @@
 //! to socket step itself (`sendfile(2)` or `pread(2)` + `write(2)`) is the lesson, so it lives
 //! in the lab file, labs/06-fileserve/main.rs.
 
+pub mod conditional;
 pub mod listing;
 pub mod range;
 pub mod request;

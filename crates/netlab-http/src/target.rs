@@ -95,10 +95,13 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, TargetError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-            let value = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("bad %-escape")?;
+            // Two hex digits, checked as such: `u8::from_str_radix` alone also takes a sign,
+            // so `%+1` decoded to 0x01 (refused later as a control byte, but by luck).
+            let digit = |b: u8| (b as char).to_digit(16);
+            let (Some(high), Some(low)) = (digit(hex[0]), digit(hex[1])) else {
+                return Err("bad %-escape");
+            };
+            let value = (high * 16 + low) as u8;
             // Decoded once only: `%252e` is the three characters `%2e`, a harmless name.
             out.push(value);
             i += 3;
@@ -175,9 +178,18 @@ mod tests {
             "/%",
             "/%zz",
             "/%2",
+            "/%+1",
+            "/%-1",
         ] {
             assert!(parse_target(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        assert_eq!(parse_target("/%+1"), Err("bad %-escape"));
+        assert_eq!(parse_target("/%+f/x"), Err("bad %-escape"));
+        assert_eq!(parse_target("/%C3%a9").unwrap().segments[0], "é".as_bytes());
     }
 
     #[test]
