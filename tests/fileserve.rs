@@ -265,7 +265,97 @@ both_modes!(
     fifo_does_not_block,
     fds_return_to_baseline,
     garbage_does_not_crash,
+    hidden_names_are_refused,
+    error_answers_survive_unread_input,
 );
+
+/// `--root .` in a repository must not publish `.git`: every path with a segment that starts
+/// with a dot is 403 (existing or not), dot names are left out of listings, and
+/// `--allow-hidden` serves them.
+fn hidden_names_are_refused(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    std::fs::write(root.join(".env"), "KEY=1\n").unwrap();
+    std::fs::create_dir_all(root.join("sub/.hidden")).unwrap();
+    std::fs::write(root.join("sub/.hidden/x.txt"), "x\n").unwrap();
+    let server = Server::start(mode, &root, &[]);
+    for path in [
+        "/.git/config",
+        "/.git/",
+        "/.git",
+        "/.env",
+        "/%2egit/config",
+        "/sub/.hidden/x.txt",
+        "/.nothing-here",
+    ] {
+        let answer = server.get(path, "");
+        assert_eq!(answer.status, 403, "{path}");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("core"));
+    }
+    let top = String::from_utf8(server.get("/", "").body).unwrap();
+    assert!(!top.contains(".git") && !top.contains(".env"), "{top}");
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+
+    let open = Server::start(mode, &root, &["--allow-hidden"]);
+    let config = open.get("/.git/config", "");
+    assert_eq!(
+        (config.status, config.body.as_slice()),
+        (200, &b"[core]\n"[..])
+    );
+    assert!(String::from_utf8(open.get("/", "").body)
+        .unwrap()
+        .contains(">.env</a>"));
+}
+
+/// Lingering close: a request the server refuses (414, 431) with 200 KB more behind it. Closing
+/// at once with unread input would make the kernel send a RST, which can reach the client
+/// before it reads its answer (and fails its writes). Every client must write all it sends,
+/// read its 4xx, then see a clean end of file.
+fn error_answers_survive_unread_input(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let trailer = vec![b'z'; 200_000];
+    for i in 0..40 {
+        let (head, status) = if i % 2 == 0 {
+            (
+                format!("GET /{} HTTP/1.1\r\nHost: t\r\n", "a".repeat(9000)),
+                414,
+            )
+        } else {
+            let big = "b".repeat(20_000);
+            (
+                format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n"),
+                431,
+            )
+        };
+        let mut stream = server.connect();
+        stream.write_all(head.as_bytes()).unwrap();
+        for piece in trailer.chunks(4096) {
+            if let Err(e) = stream.write_all(piece) {
+                panic!("request {i}: the server reset the connection while we sent: {e}");
+            }
+        }
+        let mut reader = BufReader::new(stream);
+        assert_eq!(
+            read_response(&mut reader, false).status,
+            status,
+            "request {i}"
+        );
+        let mut rest = Vec::new();
+        match reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(
+                rest.is_empty(),
+                "request {i}: {} bytes after the answer",
+                rest.len()
+            ),
+            Err(e) => panic!("request {i}: reset after the answer: {e}"),
+        }
+    }
+    // Still serving, and every lingering connection was closed.
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+}
 
 fn get_and_head(mode: &str) {
     let fx = Fixture::new();
@@ -982,6 +1072,8 @@ fn bad_arguments_fail_in_one_line() {
         &["--root", "/definitely/not/here"][..],
         &["--mode", "teleport"],
         &["--header-timeout", "soon"],
+        &["--copy-buffer", "0"],
+        &["--backlog", "0"],
     ] {
         let out = Command::new(BIN)
             .args(["--addr", "127.0.0.1:0"])

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin fileserve -- --root . --mode sendfile      # or --mode copy
 //! curl -v http://127.0.0.1:8080/Cargo.toml
-//! strace -f -e trace=openat2,sendfile,pread64,write,sendto,epoll_wait,epoll_ctl -p PID
+//! strace -f -e trace=openat2,newfstatat,sendfile,pread64,write,sendto,recvfrom,epoll_wait,epoll_ctl,close -p PID
 //! ```
 //!
 //! What to look for: one request for a 1 MiB file, in each mode.
@@ -17,42 +17,42 @@
 //!   buffer, and costs two syscalls per 64 KiB. That is the extra system CPU per GiB the
 //!   comparison script (scripts/compare-fileserve.sh) measures.
 //!
-//! Everything else is the same in both modes, and small: `openat2(..., RESOLVE_BENEATH)` opens
-//! the file so that no path a client sends can leave `--root` (see netlab_http::resolve), the
-//! HTTP parsing is in netlab_http, and the loop is epoll, **level-triggered**, as in lab 04: a
-//! connection is registered for EPOLLIN while it waits for a request and for EPOLLOUT while it
-//! sends one; pipelined requests wait in its input buffer and are answered in order.
+//! This file is an epoll loop that moves a file to a socket, two ways. What to answer (the
+//! status, the head, which range of which file) is decided in netlab_http::respond;
+//! `openat2(..., RESOLVE_BENEATH)` keeps every open inside `--root` (netlab_http::resolve).
+//! The loop is epoll, **level-triggered**, as in lab 04: a connection is registered for EPOLLIN
+//! while it waits for a request and for EPOLLOUT while it sends one; pipelined requests wait in
+//! its input buffer and are answered in order.
 //!
 //! Lessons on the side: delete a file while it downloads and the download completes (the open
 //! fd keeps the inode; `ls -l /proc/PID/fd` shows it `(deleted)`); truncate it and `sendfile`
 //! returns 0 before the end, so the connection is closed (waiting for EPOLLOUT again would
-//! spin: the socket stays writable).
+//! spin: the socket stays writable). And closing a socket with unread input makes the kernel
+//! send a RST, which can destroy the answer the client has not read yet: so the server
+//! *lingers* (see [`linger`]).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, parse_duration, parse_size, AcceptPause, Listener,
-    Signals, Stream,
+    exit_on_error, is_fd_exhausted, listen_tcp, parse_args, parse_duration, parse_size,
+    AcceptPause, Model, Server, Stats, Stream, Summary,
 };
 use netlab_http::request::MAX_HEAD;
-use netlab_http::response::{error_response, http_date, not_modified_since};
+use netlab_http::respond::short_response;
+use netlab_http::response::error_response;
 use netlab_http::transfer::{send_bytes, Moved};
-use netlab_http::{
-    content_type, evaluate_range, parse_head, parse_target, Opened, Parsed, RangeDecision, Request,
-    ResponseHead, Root,
-};
+use netlab_http::{parse_head, respond, FileRange, Parsed, Response, Root, Site};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::stat::FileStat;
 
 /// Serve a directory over HTTP/1.1 from one epoll loop, with sendfile(2) or read(2)+write(2).
 #[derive(Parser)]
@@ -71,12 +71,17 @@ struct Cli {
     mode: Mode,
 
     /// listen(2) backlog (capped by the kernel at net.core.somaxconn).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
 
     /// --mode copy: the user-space buffer each connection reads into and writes from.
-    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_copy_buffer)]
     copy_buffer: usize,
+
+    /// Also serve names that start with a dot (.git, .env). Off by default (403): a file
+    /// server started in a repository must not publish the repository.
+    #[arg(long)]
+    allow_hidden: bool,
 
     /// A request head must be complete this long after its first byte (else 408 and close).
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
@@ -99,6 +104,14 @@ enum Mode {
     Copy,
 }
 
+/// `--copy-buffer`: at least one byte (0 could never move anything).
+fn parse_copy_buffer(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Err("must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
 fn main() {
     let cli: Cli = parse_args();
     exit_on_error("fileserve", run(cli));
@@ -119,6 +132,8 @@ struct Conn {
     registered: EpollFlags,
     /// The client shut down its sending side (read returned 0).
     peer_closed: bool,
+    /// Answered and shut down for writing: input is read and thrown away until this deadline.
+    lingering: Option<Lingering>,
     /// Since when this connection has waited for a request (keep-alive idle timeout).
     idle_since: Instant,
     /// When the first byte of the current, incomplete head arrived (header timeout).
@@ -127,69 +142,65 @@ struct Conn {
     last_progress: Instant,
 }
 
-/// A response: its head (with the whole body when it is short: errors, listings), then maybe a
-/// range of a file.
-struct Response {
-    head: Vec<u8>,
-    head_sent: usize,
-    body: Option<Body>,
-    keep_alive: bool,
-}
-
-/// The part of a file still to send: `pos..end`.
-struct Body {
-    file: File,
-    pos: u64,
-    end: u64,
-}
-
 /// How the loop's helpers see the server.
 struct Ctx {
     mode: Mode,
-    root: Root,
+    site: Site,
     copy_buffer: usize,
-    stats: Stats,
 }
 
+/// The summary line's fields: `connections=.. requests=.. bytes=.. errors=.. timeouts=..
+/// truncated=..`.
 #[derive(Default)]
-struct Stats {
-    connections: u64,
-    requests: u64,
-    bytes: u64,
-    errors: u64,
-    timeouts: u64,
-    truncated: u64,
+struct FileStats {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    truncated: AtomicU64,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let root = Root::new(&cli.root)
         .with_context(|| format!("cannot serve --root {}", cli.root.display()))?;
-    let listener = Listener::bind_tcp(cli.addr, cli.backlog).with_context(|| {
-        format!(
-            "cannot listen on {} (try another --addr, or port 0 for any free port)",
-            cli.addr
-        )
-    })?;
-    listener.set_nonblocking(true)?;
-    let signals = Signals::install().context("cannot install signal handlers")?;
-    let model = match cli.mode {
-        Mode::Sendfile => "fileserve-sendfile",
-        Mode::Copy => "fileserve-copy",
+    let model = Model {
+        name: match cli.mode {
+            Mode::Sendfile => "fileserve-sendfile",
+            Mode::Copy => "fileserve-copy",
+        },
+        trace:
+            "openat2,newfstatat,sendfile,pread64,write,sendto,recvfrom,epoll_wait,epoll_ctl,close",
     };
-    announce(&listener, model, &root);
+    let listener = listen_tcp(cli.addr, cli.backlog)?;
+    let served = root.path.display().to_string();
+    let server = Server::start_with(
+        model,
+        "fileserve",
+        listener,
+        FileStats::default(),
+        cli.backlog,
+        |target, pid| try_lines(target, pid, &served),
+    )?;
+    server.listener.set_nonblocking(true)?;
 
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     epoll.add(
-        signals.wake_fd(),
+        &server.listener,
+        EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
+    )?;
+    epoll.add(
+        server.signals.wake_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
     )?;
 
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         mode: cli.mode,
-        root,
+        site: Site {
+            root,
+            allow_hidden: cli.allow_hidden,
+        },
         copy_buffer: cli.copy_buffer,
-        stats: Stats::default(),
     };
     let timeouts = Timeouts {
         header: cli.header_timeout,
@@ -212,7 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 EpollFlags::empty()
             };
-            epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
+            epoll.modify(&server.listener, &mut EpollEvent::new(flags, LISTENER))?;
         }
         let timeout = wait_timeout(&pause, &conns, next_sweep);
         let ready = match epoll.wait(&mut events, timeout) {
@@ -222,46 +233,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         for event in &events[..ready] {
             match event.data() {
-                LISTENER => accept_all(&listener, &epoll, &mut conns, &mut pause, &mut ctx)?,
+                LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause),
                 SIGNALS => {
-                    signals.drain();
-                    if signals.take_report() {
-                        eprintln!("fileserve: {}", ctx.stats.line());
-                    }
-                    if signals.stop_requested() {
-                        break 'serve;
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
                     }
                 }
                 fd => on_event(
-                    &mut ctx,
+                    &ctx,
+                    &server.stats,
                     &epoll,
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
                     event.events(),
-                )?,
+                ),
             }
         }
         if Instant::now() >= next_sweep {
-            close_expired(&mut ctx, &mut conns, &mut pause, &timeouts);
+            close_expired(&server.stats, &mut conns, &mut pause, &timeouts);
             next_sweep = Instant::now() + timeouts.sweep_every();
         }
     }
     drop(conns); // close(2) every connection and every open file
-    println!("stopped model={model} {}", ctx.stats.line());
+    server.finish();
     Ok(())
 }
 
 /// Accepts every waiting connection and registers it for reading its first request.
 fn accept_all(
-    listener: &Listener,
+    server: &Server<FileStats>,
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
-    ctx: &mut Ctx,
-) -> anyhow::Result<()> {
+) {
     loop {
-        match listener.accept_nonblocking() {
+        match server.listener.accept_nonblocking() {
             Ok(stream) => {
                 let fd = stream.as_raw_fd();
                 // A short last segment (a 304, the end of a file) must not wait for the ACK of
@@ -271,7 +278,12 @@ fn accept_all(
                     nix::sys::socket::sockopt::TcpNoDelay,
                     &true,
                 );
-                epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))?;
+                if let Err(e) = epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))
+                {
+                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+                    eprintln!("fileserve: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+                    continue;
+                }
                 let now = Instant::now();
                 conns.insert(
                     fd,
@@ -282,18 +294,20 @@ fn accept_all(
                         copy: None,
                         registered: EpollFlags::EPOLLIN,
                         peer_closed: false,
+                        lingering: None,
                         idle_since: now,
                         head_started: None,
                         last_progress: now,
                     },
                 );
-                ctx.stats.connections += 1;
+                Stats::add(&server.stats.connections, 1);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if is_fd_exhausted(&e) => {
                 pause.pause("fileserve", &e);
-                return Ok(());
+                return;
             }
+            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
             Err(e) => eprintln!("fileserve: accept4: {e}"),
         }
     }
@@ -302,50 +316,76 @@ fn accept_all(
 /// One ready connection: read a request if it waits for one, send what is due, and register
 /// for whichever it needs next.
 fn on_event(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
+    stats: &FileStats,
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
     fd: RawFd,
     flags: EpollFlags,
-) -> anyhow::Result<()> {
+) {
     let Some(conn) = conns.get_mut(&fd) else {
-        return Ok(());
+        return;
     };
     // EPOLLHUP and EPOLLERR come whether asked for or not; the next read or send reports them.
     let readable =
         flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-    match serve(ctx, conn, readable) {
-        Ok(true) => {
-            let want = interest(conn);
-            if want != conn.registered {
-                epoll.modify(&conn.stream, &mut EpollEvent::new(want, fd as u64))?;
-                conn.registered = want;
-            }
-            return Ok(());
+    let result = match conn.lingering {
+        Some(_) => linger(conn),
+        None => serve(ctx, stats, conn, readable),
+    };
+    match result {
+        Ok(Next::Continue) => {}
+        Ok(Next::Linger) => start_lingering(conn),
+        Ok(Next::Close) => return close(conns, pause, fd),
+        // ECONNRESET, EPIPE: only this connection ends.
+        Err(_) => {
+            Stats::add(&stats.errors, 1);
+            return close(conns, pause, fd);
         }
-        Ok(false) => {}
-        Err(_) => ctx.stats.errors += 1, // ECONNRESET, EPIPE: only this connection ends
     }
-    conns.remove(&fd); // close(2): also leaves the epoll interest list, and closes the file
+    let want = interest(conn);
+    if want != conn.registered {
+        if let Err(e) = epoll.modify(&conn.stream, &mut EpollEvent::new(want, fd as u64)) {
+            // ENOMEM: this connection only, as for a failed add.
+            eprintln!("fileserve: epoll_ctl(EPOLL_CTL_MOD, {fd}): {e}; closing it");
+            return close(conns, pause, fd);
+        }
+        conn.registered = want;
+    }
+}
+
+/// `close(2)`: also leaves the epoll interest list, and closes the file being sent.
+fn close(conns: &mut HashMap<RawFd, Conn>, pause: &mut AcceptPause, fd: RawFd) {
+    conns.remove(&fd);
     pause.resume();
-    Ok(())
+}
+
+/// What a connection does after a turn.
+enum Next {
+    /// Keep it: wait for what [`interest`] says.
+    Continue,
+    /// The last answer is out and the server closes: shut down writing, then [`linger`].
+    Linger,
+    /// Close it now.
+    Close,
 }
 
 /// Reads (once: level-triggered), then answers complete requests in the order they came until
-/// the socket is full or no complete request is left. Returns false when the connection is done.
-fn serve(ctx: &mut Ctx, conn: &mut Conn, readable: bool) -> io::Result<bool> {
+/// the socket is full or no complete request is left.
+fn serve(ctx: &Ctx, stats: &FileStats, conn: &mut Conn, readable: bool) -> io::Result<Next> {
     if conn.response.is_none() && readable {
         read_requests(conn)?;
     }
     loop {
         if conn.response.is_none() {
             let response = match parse_head(&conn.input) {
-                Parsed::Incomplete => return Ok(!conn.peer_closed),
+                Parsed::Incomplete if conn.peer_closed => return Ok(Next::Close),
+                Parsed::Incomplete => return Ok(Next::Continue),
                 Parsed::Complete(request, used) => {
                     conn.input.drain(..used);
-                    ctx.stats.requests += 1;
-                    respond(ctx, &request)
+                    Stats::add(&stats.requests, 1);
+                    respond(&ctx.site, &request)
                 }
                 // A bad head: say why, and close (we cannot tell where the next request starts).
                 Parsed::Error(status) => {
@@ -356,16 +396,20 @@ fn serve(ctx: &mut Ctx, conn: &mut Conn, readable: bool) -> io::Result<bool> {
             conn.head_started = (!conn.input.is_empty()).then(Instant::now);
             conn.response = Some(response);
         }
-        match send_response(ctx, conn)? {
-            Sent::Blocked => return Ok(true),
+        match send_response(ctx, stats, conn)? {
+            Sent::Blocked => return Ok(Next::Continue),
             Sent::Truncated => {
-                ctx.stats.truncated += 1;
-                return Ok(false);
+                Stats::add(&stats.truncated, 1);
+                return Ok(Next::Close);
             }
             Sent::Done => {
                 let keep_alive = conn.response.take().is_some_and(|r| r.keep_alive);
                 if !keep_alive {
-                    return Ok(false);
+                    return Ok(if conn.peer_closed {
+                        Next::Close
+                    } else {
+                        Next::Linger
+                    });
                 }
                 conn.idle_since = Instant::now();
             }
@@ -374,7 +418,7 @@ fn serve(ctx: &mut Ctx, conn: &mut Conn, readable: bool) -> io::Result<bool> {
 }
 
 /// The intent, in epoll's vocabulary: a response in flight waits for room in the socket
-/// buffer; otherwise wait for the next request's bytes.
+/// buffer; otherwise wait for the next request's bytes (or, lingering, for bytes to discard).
 fn interest(conn: &Conn) -> EpollFlags {
     if conn.response.is_some() {
         EpollFlags::EPOLLOUT
@@ -418,13 +462,13 @@ fn read_requests(conn: &mut Conn) -> io::Result<()> {
 
 /// A connection's body is sent in calls of at most this many bytes, and once this many (or a
 /// little more) went out in one turn of the loop, the next ready connection gets its turn
-/// (nginx's `sendfile_max_chunk` is 2m as well). Linux caps one `sendfile` at 0x7ffff000 bytes
-/// (`netlab_http::transfer::SENDFILE_MAX`); at 2 MiB a call never comes near it.
+/// (nginx's `sendfile_max_chunk` is 2m as well). Linux caps one `sendfile` at 0x7ffff000
+/// bytes; at 2 MiB a call never comes near it.
 const TURN_BYTES: usize = 2 << 20;
 
 /// `--mode sendfile`: one syscall, no buffer. The kernel takes the pages from the page cache
 /// and queues them on the socket; `offset` is ours and 64-bit, so files past 4 GiB work.
-fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> {
+fn send_body_sendfile(socket: BorrowedFd, body: &mut FileRange) -> io::Result<Moved> {
     let count = (body.end - body.pos).min(TURN_BYTES as u64) as usize;
     let mut offset = body.pos as libc::off64_t;
     match nix::sys::sendfile::sendfile64(socket, &body.file, Some(&mut offset), count) {
@@ -445,7 +489,7 @@ fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> 
 /// did not take stays in the buffer for the next EPOLLOUT.
 fn send_body_copy(
     socket: BorrowedFd,
-    body: &mut Body,
+    body: &mut FileRange,
     buffer: &mut CopyBuffer,
 ) -> io::Result<Moved> {
     if buffer.pending().is_empty() {
@@ -495,7 +539,7 @@ enum Sent {
 }
 
 /// Sends the head, then the body in the chosen mode, until done or EAGAIN.
-fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
+fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Sent> {
     let Conn {
         stream,
         response,
@@ -519,15 +563,14 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
     let Some(body) = response.body.as_mut() else {
         return Ok(Sent::Done);
     };
-    let buffer = match ctx.mode {
+    let mut buffer = match ctx.mode {
         Mode::Sendfile => None,
         Mode::Copy => Some(copy.get_or_insert_with(|| CopyBuffer {
-            data: vec![0; ctx.copy_buffer.max(1)],
+            data: vec![0; ctx.copy_buffer],
             start: 0,
             end: 0,
         })),
     };
-    let mut buffer = buffer;
     let mut this_turn = 0usize;
     loop {
         if this_turn >= TURN_BYTES {
@@ -544,7 +587,7 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
         match step {
             Moved::Bytes(n) => {
                 this_turn += n;
-                ctx.stats.bytes += n as u64;
+                Stats::add(&stats.bytes, n as u64);
                 *last_progress = Instant::now();
             }
             Moved::WouldBlock => return Ok(Sent::Blocked),
@@ -554,152 +597,52 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP: what to answer. No I/O on the socket here; only opens and stats of files.
+// Lingering close (nginx's `lingering_close`): `close(2)` on a socket whose receive queue still
+// holds bytes makes the kernel answer with a RST instead of a FIN (RFC 1122 §4.2.2.13), and a
+// RST that reaches the client before it has read our answer throws the answer away: a client
+// that sent an oversized head and more behind it would see "connection reset", not its 414.
+// So: `shutdown(SHUT_WR)` (the FIN goes out after the answer), then read and discard until the
+// client closes too, for at most LINGER_TIME and LINGER_BYTES, and only then close.
 // ---------------------------------------------------------------------------------------------
 
-/// Builds the response to one request.
-fn respond(ctx: &Ctx, request: &Request) -> Response {
-    // This server reads no request bodies: answer, then close, so a body is never taken for
-    // the next request.
-    let keep_alive = request.keep_alive() && !request.has_body();
-    let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
-        return short_response(405, &[("Allow", "GET, HEAD".into())], true, keep_alive);
-    }
-    let Ok(target) = parse_target(&request.target) else {
-        return short_response(400, &[], !head_only, false);
-    };
-    let relative = target.relative_path();
-    match ctx.root.open(&relative) {
-        // `/file.txt/` asks for a directory: a file is not one.
-        Ok(Opened::File(..)) if target.trailing_slash => {
-            short_response(404, &[], !head_only, keep_alive)
-        }
-        Ok(Opened::File(file, stat)) => {
-            file_response(request, &relative, file, &stat, head_only, keep_alive)
-        }
-        Ok(Opened::Dir) if !target.trailing_slash => {
-            // `/sub` names a directory: send the client to `/sub/`, or relative links in the
-            // listing or index.html would resolve against the parent.
-            let location = target.directory_location();
-            short_response(301, &[("Location", location)], !head_only, keep_alive)
-        }
-        Ok(Opened::Dir) => {
-            let index = relative.join("index.html");
-            match ctx.root.open(&index) {
-                Ok(Opened::File(file, stat)) => {
-                    file_response(request, &index, file, &stat, head_only, keep_alive)
-                }
-                _ => listing_response(
-                    ctx,
-                    &relative,
-                    &target.display_path(),
-                    head_only,
-                    keep_alive,
-                ),
-            }
-        }
-        Err(refusal) => short_response(refusal.status(), &[], !head_only, keep_alive),
-    }
+/// How long a closing connection is read from at most (nginx: `lingering_time 30s`, with a
+/// 5 s `lingering_timeout` between reads).
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// How many discarded bytes a closing connection may send at most before it is closed anyway.
+const LINGER_BYTES: u64 = 4 << 20;
+
+struct Lingering {
+    until: Instant,
+    discarded: u64,
 }
 
-/// 200 with the whole file, 206 with one range, 304 if unchanged, or 416.
-fn file_response(
-    request: &Request,
-    path: &Path,
-    file: File,
-    stat: &FileStat,
-    head_only: bool,
-    keep_alive: bool,
-) -> Response {
-    let len = stat.st_size as u64;
-    let last_modified = http_date(stat.st_mtime);
-    if not_modified_since(request.header("if-modified-since"), stat.st_mtime) {
-        let head = ResponseHead::new(304)
-            .header("Last-Modified", &last_modified)
-            .finish(keep_alive);
-        return Response::new(head, None, keep_alive);
-    }
-    // If-Range: the range holds only if the client's copy is this version of the file.
-    let range = match request.header("if-range") {
-        Some(date) if date != last_modified => RangeDecision::Full,
-        _ => evaluate_range(request.header("range"), len),
-    };
-    let (status, start, end) = match range {
-        RangeDecision::Full => (200, 0, len),
-        RangeDecision::Partial { start, end } => (206, start, end + 1),
-        RangeDecision::Unsatisfiable => {
-            let range = ("Content-Range", format!("bytes */{len}"));
-            return short_response(416, &[range], !head_only, keep_alive);
-        }
-    };
-    let mut head = ResponseHead::new(status)
-        .header("Content-Type", content_type(path))
-        .header("Content-Length", end - start)
-        .header("Last-Modified", &last_modified)
-        .header("Accept-Ranges", "bytes");
-    if status == 206 {
-        head = head.header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
-    }
-    let body = (!head_only && end > start).then_some(Body {
-        file,
-        pos: start,
-        end,
+fn start_lingering(conn: &mut Conn) {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    conn.input = Vec::new();
+    conn.copy = None;
+    conn.lingering = Some(Lingering {
+        until: Instant::now() + LINGER_TIME,
+        discarded: 0,
     });
-    Response::new(head.finish(keep_alive), body, keep_alive)
 }
 
-/// 200 with a plain HTML list of the directory's entries.
-fn listing_response(
-    ctx: &Ctx,
-    relative: &Path,
-    display_path: &str,
-    head_only: bool,
-    keep_alive: bool,
-) -> Response {
-    let html = match ctx.root.open_dir(relative) {
-        Ok(dir) => match netlab_http::listing::render(dir, display_path) {
-            Ok(html) => html,
-            Err(_) => return short_response(403, &[], !head_only, keep_alive),
-        },
-        Err(refusal) => return short_response(refusal.status(), &[], !head_only, keep_alive),
+/// One read of a lingering connection, thrown away; done at end of file or past the bounds.
+fn linger(conn: &mut Conn) -> io::Result<Next> {
+    let Some(lingering) = conn.lingering.as_mut() else {
+        return Ok(Next::Close);
     };
-    let mut head = ResponseHead::new(200)
-        .header("Content-Type", "text/html; charset=utf-8")
-        .header("Content-Length", html.len())
-        .finish(keep_alive);
-    if !head_only {
-        head.extend_from_slice(html.as_bytes());
+    let mut chunk = [0u8; 16 * 1024];
+    match (&conn.stream).read(&mut chunk) {
+        Ok(0) => return Ok(Next::Close),
+        Ok(n) => lingering.discarded += n as u64,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(_) => return Ok(Next::Close), // reset by the client: nothing left to protect
     }
-    Response::new(head, None, keep_alive)
-}
-
-/// An error or redirect: the head and a one-line body, all in one buffer.
-fn short_response(
-    status: u16,
-    extra: &[(&str, String)],
-    with_body: bool,
-    keep_alive: bool,
-) -> Response {
-    // After a client error in the request itself (400, 414, 431, 505) we cannot trust where the
-    // next request would start: close.
-    let keep_alive = keep_alive && !matches!(status, 400 | 408 | 414 | 431 | 505);
-    Response::new(
-        error_response(status, extra, with_body, keep_alive),
-        None,
-        keep_alive,
-    )
-}
-
-impl Response {
-    fn new(head: Vec<u8>, body: Option<Body>, keep_alive: bool) -> Response {
-        Response {
-            head,
-            head_sent: 0,
-            body,
-            keep_alive,
-        }
+    if lingering.discarded > LINGER_BYTES || Instant::now() > lingering.until {
+        return Ok(Next::Close);
     }
+    Ok(Next::Continue)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,9 +682,10 @@ fn wait_timeout(
 }
 
 /// Closes connections past a deadline. A head that never completes gets a 408 first (best
-/// effort: one non-blocking send); the others are simply closed.
+/// effort: one non-blocking send); the others are simply closed. A lingering connection past
+/// its time is closed without counting as a timeout: it was answered.
 fn close_expired(
-    ctx: &mut Ctx,
+    stats: &FileStats,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
     timeouts: &Timeouts,
@@ -749,47 +693,50 @@ fn close_expired(
     let now = Instant::now();
     let expired: Vec<RawFd> = conns
         .iter()
-        .filter(|(_, c)| match (&c.response, c.head_started) {
-            (Some(_), _) => now - c.last_progress > timeouts.send,
-            (None, Some(started)) => now - started > timeouts.header,
-            (None, None) => now - c.idle_since > timeouts.idle,
+        .filter(|(_, c)| match (&c.lingering, &c.response, c.head_started) {
+            (Some(lingering), _, _) => now > lingering.until,
+            (None, Some(_), _) => now - c.last_progress > timeouts.send,
+            (None, None, Some(started)) => now - started > timeouts.header,
+            (None, None, None) => now - c.idle_since > timeouts.idle,
         })
         .map(|(&fd, _)| fd)
         .collect();
     for fd in expired {
         if let Some(conn) = conns.remove(&fd) {
+            if conn.lingering.is_some() {
+                pause.resume();
+                continue;
+            }
             if conn.response.is_none() && conn.head_started.is_some() {
                 let _ = send_bytes(conn.stream.as_fd(), &error_response(408, &[], true, false));
             }
-            ctx.stats.timeouts += 1;
+            Stats::add(&stats.timeouts, 1);
             pause.resume();
         }
     }
 }
 
-impl Stats {
+impl Summary for FileStats {
     fn line(&self) -> String {
+        let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         format!(
             "connections={} requests={} bytes={} errors={} timeouts={} truncated={}",
-            self.connections, self.requests, self.bytes, self.errors, self.timeouts, self.truncated
+            get(&self.connections),
+            get(&self.requests),
+            get(&self.bytes),
+            get(&self.errors),
+            get(&self.timeouts),
+            get(&self.truncated)
         )
     }
 }
 
-/// The "listening" line on stdout (scripts parse it), then things to try on stderr.
-fn announce(listener: &Listener, model: &str, root: &Root) {
-    let pid = std::process::id();
-    let addr = listener.address();
-    println!("listening on {addr} pid={pid} model={model}");
-    let _ = io::Write::flush(&mut io::stdout());
-    eprintln!(
-        "fileserve: pid {pid}, serving {} on http://{addr}/. Try:",
-        root.path.display()
-    );
-    eprintln!("  curl -v http://{addr}/                      the listing (or index.html)");
-    eprintln!(
-        "  curl -s -o /dev/null -r 0-99 -w '%{{http_code}}\\n' http://{addr}/FILE   a range: 206"
-    );
-    eprintln!("  strace -f -e trace=openat2,sendfile,pread64,write,sendto,epoll_wait -p {pid}");
-    eprintln!("  kill -USR1 {pid}   print the counters;   Ctrl-C or kill {pid}   stop");
+/// The first things to try, printed at start before the strace and kill lines every server
+/// prints.
+fn try_lines(target: &str, pid: u32, served: &str) -> Vec<String> {
+    vec![
+        format!("curl -v http://{target}/                      the listing of {served} (or its index.html)"),
+        format!("curl -s -o /dev/null -r 0-99 -w '%{{http_code}}\\n' http://{target}/FILE   a range: 206"),
+        format!("cargo run --release --bin loadgen -- http http://{target}/FILE -c 8 -d 10s --server-pid {pid}"),
+    ]
 }

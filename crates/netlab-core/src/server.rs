@@ -2,6 +2,7 @@
 //! summary when it stops.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
@@ -49,13 +50,36 @@ impl Stats {
     }
 }
 
-/// A listening server: the socket, the signal pipe and the counters.
-pub struct Server {
+/// The counters a server prints as its summary (`connections=3 bytes=1536 ...`).
+pub trait Summary {
+    /// `name=value` pairs separated by spaces, the same fields every time.
+    fn line(&self) -> String;
+}
+
+impl Summary for Stats {
+    fn line(&self) -> String {
+        Stats::line(self)
+    }
+}
+
+/// A listening server: the socket, the signal pipe and the counters (the echo servers' [`Stats`],
+/// or a server's own [`Summary`]).
+pub struct Server<S = Stats> {
     pub model: Model,
     pub listener: Listener,
     pub signals: Signals,
-    pub stats: Stats,
+    pub stats: S,
+    /// The echo servers' `--max-pending` (0 for a server that echoes nothing).
     pub max_pending: usize,
+    /// The program's name in messages: `echo-poll`, `fileserve`.
+    program: String,
+}
+
+/// Binds a TCP listener the way every server does, with an error that says what to try.
+pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> anyhow::Result<Listener> {
+    Listener::bind_tcp(addr, backlog).with_context(|| {
+        format!("cannot listen on {addr} (try another --addr, or port 0 for any free port)")
+    })
 }
 
 impl Server {
@@ -65,26 +89,59 @@ impl Server {
         let listener = match &args.unix {
             Some(path) => Listener::bind_unix(path, args.backlog)
                 .with_context(|| format!("cannot listen on unix:{}", path.display()))?,
-            None => Listener::bind_tcp(args.addr, args.backlog).with_context(|| {
-                format!(
-                    "cannot listen on {} (try another --addr, or port 0 for any free port)",
-                    args.addr
-                )
-            })?,
+            None => listen_tcp(args.addr, args.backlog)?,
         };
+        let program = format!("echo-{}", model.name);
+        let mut server = Server::start_with(
+            model,
+            &program,
+            listener,
+            Stats::default(),
+            args.backlog,
+            |target, pid| {
+                let nc = match target.parse::<SocketAddr>() {
+                    Ok(tcp) => format!("nc {} {}", tcp.ip(), tcp.port()),
+                    Err(_) => format!("nc -U {}", target.trim_start_matches("unix:")),
+                };
+                vec![
+                format!("{nc:<58} type a line, get it back"),
+                format!("cargo run --release --bin loadgen -- {target} -c 50 -d 5s --server-pid {pid}"),
+            ]
+            },
+        )?;
+        server.max_pending = args.max_pending;
+        Ok(server)
+    }
+}
+
+impl<S: Summary> Server<S> {
+    /// [`Server::start`] for a server that is not an echo server: it brings its own listener,
+    /// counters and first lines to try. `try_lines(target, pid)` gets where a client on this
+    /// machine connects (`127.0.0.1:8080`, loopback for a wildcard address, or `unix:PATH`).
+    /// The strace line (after the first of these), the signal line and the backlog note are the
+    /// same for every server.
+    pub fn start_with(
+        model: Model,
+        program: &str,
+        listener: Listener,
+        stats: S,
+        backlog: i32,
+        try_lines: impl FnOnce(&str, u32) -> Vec<String>,
+    ) -> anyhow::Result<Server<S>> {
         let signals = Signals::install().context("cannot install signal handlers")?;
         let server = Server {
             model,
             listener,
             signals,
-            stats: Stats::default(),
-            max_pending: args.max_pending,
+            stats,
+            max_pending: 0,
+            program: program.to_string(),
         };
-        server.announce(args.backlog);
+        server.announce(backlog, try_lines);
         Ok(server)
     }
 
-    fn announce(&self, backlog: i32) {
+    fn announce(&self, backlog: i32, try_lines: impl FnOnce(&str, u32) -> Vec<String>) {
         let pid = std::process::id();
         let addr = self.listener.address();
         let name = self.model.name;
@@ -92,20 +149,18 @@ impl Server {
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
         // What a client on this machine types: loopback in place of 0.0.0.0 or ::.
-        let (nc, target) = match self.listener.client_address() {
-            Ok(client) => (
-                format!("nc {} {}", client.ip(), client.port()),
-                client.to_string(),
-            ),
-            Err(_) => (
-                format!("nc -U {}", addr.trim_start_matches("unix:")),
-                addr.clone(),
-            ),
+        let target = match self.listener.client_address() {
+            Ok(client) => client.to_string(),
+            Err(_) => addr.clone(),
         };
-        eprintln!("echo-{name}: pid {pid}, listening on {addr}. Try:");
-        eprintln!("  {nc:<58} type a line, get it back");
-        eprintln!("  strace -f -tt -e trace={} -p {pid}", self.model.trace);
-        eprintln!("  cargo run --release --bin loadgen -- {target} -c 50 -d 5s");
+        eprintln!("{}: pid {pid}, listening on {addr}. Try:", self.program);
+        // The first line to try, then strace to watch it with, then the rest.
+        let strace = format!("strace -f -tt -e trace={} -p {pid}", self.model.trace);
+        let mut lines = try_lines(&target, pid);
+        lines.insert(lines.len().min(1), strace);
+        for line in lines {
+            eprintln!("  {line}");
+        }
         eprintln!("  kill -USR1 {pid}   print the counters;   Ctrl-C or kill {pid}   stop");
         if let Some(max) = somaxconn.filter(|&max| backlog > max) {
             eprintln!("  (backlog {backlog} is capped by the kernel at net.core.somaxconn={max})");
@@ -125,9 +180,9 @@ impl Server {
         self.signals.stop_requested()
     }
 
-    /// Prints the counters so far on stderr (on SIGUSR1).
+    /// Prints the counters so far on stderr (on SIGUSR1): `echo-poll: connections=3 ...`.
     pub fn report(&self) {
-        eprintln!("echo-{}: {}", self.model.name, self.stats.line());
+        eprintln!("{}: {}", self.program, self.stats.line());
     }
 
     /// Prints the one-line summary on stdout: `stopped model=poll connections=3 bytes=...`.

@@ -10,14 +10,15 @@ use crate::target::percent_encode;
 pub const MAX_ENTRIES: usize = 10_000;
 
 /// Lists the directory open at `dir` (`getdents64`), sorted, directories with a trailing `/`.
-/// `display_path` is the decoded request path (`/sub/`).
-pub fn render(dir: OwnedFd, display_path: &str) -> nix::Result<String> {
+/// `display_path` is the decoded request path (`/sub/`). Names starting with a dot are left out
+/// unless `show_hidden`.
+pub fn render(dir: OwnedFd, display_path: &str, show_hidden: bool) -> nix::Result<String> {
     let mut dir = Dir::from_fd(dir)?;
     let mut names: Vec<(Vec<u8>, bool)> = Vec::new();
     for entry in dir.iter().take(MAX_ENTRIES + 2) {
         let entry = entry?;
         let name = entry.file_name().to_bytes().to_vec();
-        if name == b"." || name == b".." {
+        if name == b"." || name == b".." || (!show_hidden && name.starts_with(b".")) {
             continue;
         }
         names.push((name, entry.file_type() == Some(Type::Directory)));
@@ -67,13 +68,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("b<x>.txt"), "").unwrap();
         std::fs::create_dir(dir.path().join("a dir")).unwrap();
-        let fd = nix::fcntl::open(
-            dir.path(),
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-            nix::sys::stat::Mode::empty(),
-        )
-        .unwrap();
-        let html = render(fd, "/d/").unwrap();
+        std::fs::write(dir.path().join(".env"), "").unwrap();
+        let open = || {
+            nix::fcntl::open(
+                dir.path(),
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let html = render(open(), "/d/", false).unwrap();
+        assert!(!html.contains(".env"), "{html}");
+        assert!(render(open(), "/d/", true).unwrap().contains(">.env</a>"));
         let a = html.find("<a href=\"a%20dir/\">a dir/</a>").unwrap();
         let b = html
             .find("<a href=\"b%3Cx%3E.txt\">b&lt;x&gt;.txt</a>")

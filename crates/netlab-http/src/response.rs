@@ -1,7 +1,6 @@
 //! Response heads: the status line, headers, the empty line; and the short error responses.
 
 use std::fmt::Write as _;
-use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -132,14 +131,6 @@ pub fn not_modified_since(if_modified_since: Option<&str>, mtime: i64) -> bool {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     mtime <= since
-}
-
-/// EMFILE, ENFILE, ENOMEM, ENOBUFS: the server is short of something; 503 and try later.
-pub fn is_resource_exhausted(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
-    )
 }
 
 #[cfg(test)]
