@@ -28,12 +28,12 @@
 //! fd keeps the inode; `ls -l /proc/PID/fd` shows it `(deleted)`); truncate it and `sendfile`
 //! returns 0 before the end, so the connection is closed (waiting for EPOLLOUT again would
 //! spin: the socket stays writable). And closing a socket with unread input makes the kernel
-//! send a RST, which can destroy the answer the client has not read yet: so the server
-//! *lingers* (see [`linger`]).
+//! send a RST, which can destroy the answer the client has not read yet: so a connection the
+//! server ends first *lingers* (netlab_http::connection says how).
 
 use std::collections::HashMap;
-use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -44,13 +44,12 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
     exit_on_error, is_fd_exhausted, listen_tcp, parse_args, parse_duration, parse_size,
-    AcceptPause, Model, Server, Stats, Stream, Summary,
+    AcceptPause, Model, Server, Stats, Summary,
 };
-use netlab_http::request::MAX_HEAD;
-use netlab_http::respond::short_response;
+use netlab_http::connection::{Connection, Expired, Next, Timeouts};
 use netlab_http::response::error_response;
 use netlab_http::transfer::{send_bytes, Moved};
-use netlab_http::{parse_head, respond, FileRange, Parsed, Response, Root, Site};
+use netlab_http::{FileRange, Root, Site};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
@@ -121,25 +120,13 @@ fn main() {
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 
-/// One connection: the socket, the bytes of requests not answered yet, the response being sent.
+/// One connection: its HTTP state (netlab_http::Connection: input, response, deadlines), the
+/// copy buffer, and the interest it is registered with, so `epoll_ctl` runs only on change.
 struct Conn {
-    stream: Stream,
-    /// Request bytes read but not yet parsed: a partial head, or pipelined requests.
-    input: Vec<u8>,
-    response: Option<Response>,
+    http: Connection,
     /// --mode copy only: the user-space buffer (allocated on the first body).
     copy: Option<CopyBuffer>,
     registered: EpollFlags,
-    /// The client shut down its sending side (read returned 0).
-    peer_closed: bool,
-    /// Answered and shut down for writing: input is read and thrown away until this deadline.
-    lingering: Option<Lingering>,
-    /// Since when this connection has waited for a request (keep-alive idle timeout).
-    idle_since: Instant,
-    /// When the first byte of the current, incomplete head arrived (header timeout).
-    head_started: Option<Instant>,
-    /// When the last response byte went out (send timeout).
-    last_progress: Instant,
 }
 
 /// How the loop's helpers see the server.
@@ -284,22 +271,12 @@ fn accept_all(
                     eprintln!("fileserve: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
                     continue;
                 }
-                let now = Instant::now();
-                conns.insert(
-                    fd,
-                    Conn {
-                        stream,
-                        input: Vec::new(),
-                        response: None,
-                        copy: None,
-                        registered: EpollFlags::EPOLLIN,
-                        peer_closed: false,
-                        lingering: None,
-                        idle_since: now,
-                        head_started: None,
-                        last_progress: now,
-                    },
-                );
+                let conn = Conn {
+                    http: Connection::new(stream),
+                    copy: None,
+                    registered: EpollFlags::EPOLLIN,
+                };
+                conns.insert(fd, conn);
                 Stats::add(&server.stats.connections, 1);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -330,14 +307,14 @@ fn on_event(
     // EPOLLHUP and EPOLLERR come whether asked for or not; the next read or send reports them.
     let readable =
         flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-    let result = match conn.lingering {
-        Some(_) => linger(conn),
-        None => serve(ctx, stats, conn, readable),
+    let result = if conn.http.is_lingering() {
+        Ok(conn.http.linger())
+    } else {
+        serve(ctx, stats, conn, readable)
     };
     match result {
-        Ok(Next::Continue) => {}
-        Ok(Next::Linger) => start_lingering(conn),
-        Ok(Next::Close) => return close(conns, pause, fd),
+        Ok(true) => {}
+        Ok(false) => return close(conns, pause, fd),
         // ECONNRESET, EPIPE: only this connection ends.
         Err(_) => {
             Stats::add(&stats.errors, 1);
@@ -346,7 +323,7 @@ fn on_event(
     }
     let want = interest(conn);
     if want != conn.registered {
-        if let Err(e) = epoll.modify(&conn.stream, &mut EpollEvent::new(want, fd as u64)) {
+        if let Err(e) = epoll.modify(&conn.http.stream, &mut EpollEvent::new(want, fd as u64)) {
             // ENOMEM: this connection only, as for a failed add.
             eprintln!("fileserve: epoll_ctl(EPOLL_CTL_MOD, {fd}): {e}; closing it");
             return close(conns, pause, fd);
@@ -361,58 +338,30 @@ fn close(conns: &mut HashMap<RawFd, Conn>, pause: &mut AcceptPause, fd: RawFd) {
     pause.resume();
 }
 
-/// What a connection does after a turn.
-enum Next {
-    /// Keep it: wait for what [`interest`] says.
-    Continue,
-    /// The last answer is out and the server closes: shut down writing, then [`linger`].
-    Linger,
-    /// Close it now.
-    Close,
-}
-
 /// Reads (once: level-triggered), then answers complete requests in the order they came until
-/// the socket is full or no complete request is left.
-fn serve(ctx: &Ctx, stats: &FileStats, conn: &mut Conn, readable: bool) -> io::Result<Next> {
-    if conn.response.is_none() && readable {
-        read_requests(conn)?;
+/// the socket is full or no complete request is left. Returns false when the connection is done.
+fn serve(ctx: &Ctx, stats: &FileStats, conn: &mut Conn, readable: bool) -> io::Result<bool> {
+    if conn.http.response.is_none() && readable {
+        conn.http.read_requests()?;
     }
     loop {
-        if conn.response.is_none() {
-            let response = match parse_head(&conn.input) {
-                Parsed::Incomplete if conn.peer_closed => return Ok(Next::Close),
-                Parsed::Incomplete => return Ok(Next::Continue),
-                Parsed::Complete(request, used) => {
-                    conn.input.drain(..used);
-                    Stats::add(&stats.requests, 1);
-                    respond(&ctx.site, &request)
-                }
-                // A bad head: say why, and close (we cannot tell where the next request starts).
-                Parsed::Error(status) => {
-                    conn.input.clear();
-                    short_response(status, &[], true, false)
-                }
-            };
-            conn.head_started = (!conn.input.is_empty()).then(Instant::now);
-            conn.response = Some(response);
+        if conn.http.response.is_none() {
+            match conn.http.next_response(&ctx.site) {
+                Next::Respond { request } => Stats::add(&stats.requests, request as u64),
+                Next::Wait => return Ok(true),
+                Next::Close => return Ok(false),
+            }
         }
         match send_response(ctx, stats, conn)? {
-            Sent::Blocked => return Ok(Next::Continue),
+            Sent::Blocked => return Ok(true),
             Sent::Truncated => {
                 Stats::add(&stats.truncated, 1);
-                return Ok(Next::Close);
+                return Ok(false);
             }
-            Sent::Done => {
-                let keep_alive = conn.response.take().is_some_and(|r| r.keep_alive);
-                if !keep_alive {
-                    return Ok(if conn.peer_closed {
-                        Next::Close
-                    } else {
-                        Next::Linger
-                    });
-                }
-                conn.idle_since = Instant::now();
-            }
+            // The connection ends after this answer: it lingers (EPOLLIN) until the client
+            // closes, unless the client closed first.
+            Sent::Done if !conn.http.sent() => return Ok(conn.http.is_lingering()),
+            Sent::Done => {}
         }
     }
 }
@@ -420,38 +369,11 @@ fn serve(ctx: &Ctx, stats: &FileStats, conn: &mut Conn, readable: bool) -> io::R
 /// The intent, in epoll's vocabulary: a response in flight waits for room in the socket
 /// buffer; otherwise wait for the next request's bytes (or, lingering, for bytes to discard).
 fn interest(conn: &Conn) -> EpollFlags {
-    if conn.response.is_some() {
+    if conn.http.response.is_some() {
         EpollFlags::EPOLLOUT
     } else {
         EpollFlags::EPOLLIN
     }
-}
-
-/// One `recvfrom` into the connection's input buffer, which never grows past the head limit.
-fn read_requests(conn: &mut Conn) -> io::Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let room = (MAX_HEAD + 1024)
-        .saturating_sub(conn.input.len())
-        .min(chunk.len());
-    if room == 0 {
-        return Ok(()); // parse_head will say 431
-    }
-    match (&conn.stream).read(&mut chunk[..room]) {
-        Ok(0) => conn.peer_closed = true,
-        Ok(n) => {
-            if conn.input.is_empty() {
-                conn.head_started = Some(Instant::now());
-            }
-            conn.input.extend_from_slice(&chunk[..n]);
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,13 +462,12 @@ enum Sent {
 
 /// Sends the head, then the body in the chosen mode, until done or EAGAIN.
 fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Sent> {
-    let Conn {
+    let Connection {
         stream,
         response,
-        copy,
         last_progress,
         ..
-    } = conn;
+    } = &mut conn.http;
     let Some(response) = response.as_mut() else {
         return Ok(Sent::Done);
     };
@@ -565,7 +486,7 @@ fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Se
     };
     let mut buffer = match ctx.mode {
         Mode::Sendfile => None,
-        Mode::Copy => Some(copy.get_or_insert_with(|| CopyBuffer {
+        Mode::Copy => Some(conn.copy.get_or_insert_with(|| CopyBuffer {
             data: vec![0; ctx.copy_buffer],
             start: 0,
             end: 0,
@@ -597,71 +518,8 @@ fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Se
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lingering close (nginx's `lingering_close`): `close(2)` on a socket whose receive queue still
-// holds bytes makes the kernel answer with a RST instead of a FIN (RFC 1122 §4.2.2.13), and a
-// RST that reaches the client before it has read our answer throws the answer away: a client
-// that sent an oversized head and more behind it would see "connection reset", not its 414.
-// So: `shutdown(SHUT_WR)` (the FIN goes out after the answer), then read and discard until the
-// client closes too, for at most LINGER_TIME and LINGER_BYTES, and only then close.
-// ---------------------------------------------------------------------------------------------
-
-/// How long a closing connection is read from at most (nginx: `lingering_time 30s`, with a
-/// 5 s `lingering_timeout` between reads).
-const LINGER_TIME: Duration = Duration::from_secs(5);
-/// How many discarded bytes a closing connection may send at most before it is closed anyway.
-const LINGER_BYTES: u64 = 4 << 20;
-
-struct Lingering {
-    until: Instant,
-    discarded: u64,
-}
-
-fn start_lingering(conn: &mut Conn) {
-    let _ = conn.stream.shutdown(Shutdown::Write);
-    conn.input = Vec::new();
-    conn.copy = None;
-    conn.lingering = Some(Lingering {
-        until: Instant::now() + LINGER_TIME,
-        discarded: 0,
-    });
-}
-
-/// One read of a lingering connection, thrown away; done at end of file or past the bounds.
-fn linger(conn: &mut Conn) -> io::Result<Next> {
-    let Some(lingering) = conn.lingering.as_mut() else {
-        return Ok(Next::Close);
-    };
-    let mut chunk = [0u8; 16 * 1024];
-    match (&conn.stream).read(&mut chunk) {
-        Ok(0) => return Ok(Next::Close),
-        Ok(n) => lingering.discarded += n as u64,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-        Err(_) => return Ok(Next::Close), // reset by the client: nothing left to protect
-    }
-    if lingering.discarded > LINGER_BYTES || Instant::now() > lingering.until {
-        return Ok(Next::Close);
-    }
-    Ok(Next::Continue)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timeouts: a slow client must not hold a connection (and its fd and file) for ever.
 // ---------------------------------------------------------------------------------------------
-
-struct Timeouts {
-    header: Duration,
-    send: Duration,
-    idle: Duration,
-}
-
-impl Timeouts {
-    /// Connections are checked this often: a quarter of the shortest timeout, 50 ms to 1 s.
-    fn sweep_every(&self) -> Duration {
-        (self.header.min(self.send).min(self.idle) / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1))
-    }
-}
 
 /// How long `epoll_wait` may sleep: until the next sweep if any connection is open, else as
 /// the accept pause says (-1: until something happens).
@@ -681,9 +539,9 @@ fn wait_timeout(
     EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE)
 }
 
-/// Closes connections past a deadline. A head that never completes gets a 408 first (best
-/// effort: one non-blocking send); the others are simply closed. A lingering connection past
-/// its time is closed without counting as a timeout: it was answered.
+/// Closes connections past a deadline (netlab_http::Connection::expired). A head that never
+/// completes gets a 408 first (best effort: one non-blocking send). A lingering connection was
+/// answered, so its end is no timeout.
 fn close_expired(
     stats: &FileStats,
     conns: &mut HashMap<RawFd, Conn>,
@@ -691,28 +549,22 @@ fn close_expired(
     timeouts: &Timeouts,
 ) {
     let now = Instant::now();
-    let expired: Vec<RawFd> = conns
+    let expired: Vec<(RawFd, Expired)> = conns
         .iter()
-        .filter(|(_, c)| match (&c.lingering, &c.response, c.head_started) {
-            (Some(lingering), _, _) => now > lingering.until,
-            (None, Some(_), _) => now - c.last_progress > timeouts.send,
-            (None, None, Some(started)) => now - started > timeouts.header,
-            (None, None, None) => now - c.idle_since > timeouts.idle,
-        })
-        .map(|(&fd, _)| fd)
+        .filter_map(|(&fd, c)| Some((fd, c.http.expired(now, timeouts)?)))
         .collect();
-    for fd in expired {
-        if let Some(conn) = conns.remove(&fd) {
-            if conn.lingering.is_some() {
-                pause.resume();
-                continue;
-            }
-            if conn.response.is_none() && conn.head_started.is_some() {
-                let _ = send_bytes(conn.stream.as_fd(), &error_response(408, &[], true, false));
-            }
-            Stats::add(&stats.timeouts, 1);
-            pause.resume();
+    for (fd, why) in expired {
+        if why == Expired::Header {
+            let conn = &conns[&fd];
+            let _ = send_bytes(
+                conn.http.stream.as_fd(),
+                &error_response(408, &[], true, false),
+            );
         }
+        if why != Expired::Lingering {
+            Stats::add(&stats.timeouts, 1);
+        }
+        close(conns, pause, fd);
     }
 }
 

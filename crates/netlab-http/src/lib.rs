@@ -9,6 +9,7 @@
 //! | [`range`]    | [`evaluate_range`]: one `Range: bytes=...` → 200, 206 or 416             |
 //! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
 //! | [`respond`]  | [`respond()`]: what to answer a request, as a head and maybe a file range |
+//! | [`connection`] | [`connection::Connection`]: input, response, deadlines, lingering close |
 //! | [`listing`]  | the plain HTML listing of a directory                                   |
 //! | [`transfer`] | [`transfer::send_bytes`] (`MSG_NOSIGNAL`) and [`transfer::Moved`]        |
 //!
@@ -16,6 +17,7 @@
 //! to socket step itself (`sendfile(2)` or `pread(2)` + `write(2)`) is the lesson, so it lives
 //! in the lab file, labs/06-fileserve/main.rs.
 
+pub mod connection;
 pub mod listing;
 pub mod range;
 pub mod request;
