@@ -13,11 +13,9 @@
 //! per wake-up that says "nothing more".
 //!
 //! See it go wrong: `--broken-read-once` reads once per wake-up, as the level-triggered server
-//! does. Send a message larger than one read (64 KiB) and then wait for the echo, e.g.
-//! `head -c 1000000 /dev/zero | nc -w 3 127.0.0.1 7000 | wc -c`: the tail of the message sits in
-//! the socket, unseen, until the client sends something else. (Over TCP. Over a Unix socket
-//! the sender can only queue a little ahead, each write is its own edge, and it keeps up: see
-//! the README.)
+//! does. Send one message larger than one read (64 KiB) in one go and then wait for the echo:
+//! the tail of the message sits in the socket, unseen, until the client sends something else.
+//! The README gives a command that stalls every time, and why.
 //!
 //! Compare with the previous lab: `diff labs/04-epoll-lt/main.rs labs/05-epoll-et/main.rs`.
 
@@ -27,8 +25,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Want,
+    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -46,8 +43,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("echo-epoll-et", run(cli));
+    run_main(run);
 }
 
 /// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
@@ -62,7 +58,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
     if cli.broken_read_once {
-        eprintln!("echo-epoll-et: --broken-read-once: reading once per wake-up; large messages will stall");
+        let program = server.program();
+        eprintln!(
+            "{program}: --broken-read-once: reading once per wake-up; large messages will stall"
+        );
     }
 
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -94,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(Errno::EINTR) => continue, // a signal arrived; epoll_wait is never restarted
             Err(e) => return Err(e.into()),
         };
+        // Only the fds that changed come back, once each.
         for event in &events[..ready] {
             match event.data() {
                 LISTENER => accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause),
@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 fd => on_event(
-                    &server.stats,
+                    &server,
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
@@ -118,8 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts until EAGAIN: the edge announced "at least one", and there may be many. Returns true
-/// when EMFILE left connections waiting in the queue.
+/// Accepts until EAGAIN: the edge announced "at least one", and there may be many. Registers
+/// each once, for both directions. Returns true when EMFILE left connections in the queue.
 fn accept_all(
     server: &Server,
     epoll: &Epoll,
@@ -127,32 +127,27 @@ fn accept_all(
     pause: &mut AcceptPause,
 ) -> bool {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) => {
-                let fd = stream.as_raw_fd();
-                // Registered once for both directions; never modified.
-                if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(), fd as u64)) {
-                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
-                    eprintln!("echo-epoll-et: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
-                    continue;
-                }
-                conns.insert(fd, EchoConn::new(stream, server.max_pending));
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("echo-epoll-et", &e);
-                return true;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("echo-epoll-et: accept4: {e}"),
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty => return false,
+            Accepted::Exhausted => return true,
+        };
+        let fd = stream.as_raw_fd();
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(), fd as u64)) {
+            // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+            let program = server.program();
+            eprintln!("{program}: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+            continue;
         }
+        let conn = EchoConn::new(stream, server.max_pending);
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One connection had an edge: echo until the socket says EAGAIN, close when done.
 fn on_event(
-    stats: &Stats,
+    server: &Server,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
@@ -162,6 +157,7 @@ fn on_event(
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
+    let stats = &server.stats;
     // The lesson in one line: edge-triggered must drain to EAGAIN (EchoConn::drain); reading
     // once per wake-up (EchoConn::step, right for level-triggered) leaves bytes nobody reports.
     let result = if broken_read_once {
@@ -171,7 +167,7 @@ fn on_event(
     };
     match result {
         Ok(Want::Close) => {}
-        Ok(_) => return,                        // the next edge brings us back
+        Ok(_) => return, // registered for both directions: the next edge brings us back
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
     }
     // Closing the fd also removes it from the epoll interest list (no other fd refers to it).

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, listen_tcp, parse_args, parse_duration, parse_size,
-    AcceptPause, Model, Server, Stats, Summary,
+    listen_tcp, parse_duration, parse_size, run_main, AcceptPause, Accepted, Model, Server, Stats,
+    Summary,
 };
 use netlab_http::connection::{Connection, Expired, Next, Timeouts};
 use netlab_http::response::error_response;
@@ -112,8 +112,7 @@ fn parse_copy_buffer(text: &str) -> Result<usize, String> {
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("fileserve", run(cli));
+    run_main(run);
 }
 
 /// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
@@ -247,7 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts every waiting connection and registers it for reading its first request.
+/// Accepts every waiting connection (until EAGAIN) and registers it for reading its first
+/// request.
 fn accept_all(
     server: &Server<FileStats>,
     epoll: &Epoll,
@@ -255,38 +255,26 @@ fn accept_all(
     pause: &mut AcceptPause,
 ) {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) => {
-                let fd = stream.as_raw_fd();
-                // A short last segment (a 304, the end of a file) must not wait for the ACK of
-                // the one before it (Nagle): on keep-alive that costs a delayed ACK, ~40 ms.
-                let _ = nix::sys::socket::setsockopt(
-                    &stream,
-                    nix::sys::socket::sockopt::TcpNoDelay,
-                    &true,
-                );
-                if let Err(e) = epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))
-                {
-                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
-                    eprintln!("fileserve: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
-                    continue;
-                }
-                let conn = Conn {
-                    http: Connection::new(stream),
-                    copy: None,
-                    registered: EpollFlags::EPOLLIN,
-                };
-                conns.insert(fd, conn);
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("fileserve", &e);
-                return;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("fileserve: accept4: {e}"),
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty | Accepted::Exhausted => return,
+        };
+        let fd = stream.as_raw_fd();
+        // A short last segment (a 304, the end of a file) must not wait for the ACK of the one
+        // before it (Nagle): on keep-alive that costs a delayed ACK, ~40 ms.
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64)) {
+            // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+            eprintln!("fileserve: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+            continue;
         }
+        let conn = Conn {
+            http: Connection::new(stream),
+            copy: None,
+            registered: EpollFlags::EPOLLIN,
+        };
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 

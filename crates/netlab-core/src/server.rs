@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 
-use crate::cli::ServerArgs;
-use crate::listener::Listener;
+use clap::Parser;
+
+use crate::cli::{parse_args, ServerArgs};
+use crate::listener::{is_fd_exhausted, AcceptPause, Listener, Stream};
 use crate::signals::Signals;
 
 /// Which lab is running, for the "listening" line and the hints printed at start.
@@ -170,6 +172,31 @@ impl<S: Summary> Server<S> {
         let _ = std::io::stdout().flush();
     }
 
+    /// The program's name, as messages start: `echo-poll`, `fileserve`.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// One `accept4(fd, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK)` on the non-blocking listener:
+    /// the boring half of every accept loop. EAGAIN is [`Accepted::Empty`]. EMFILE (and ENFILE,
+    /// ENOBUFS, ENOMEM) starts `pause` (logged once per episode) and is
+    /// [`Accepted::Exhausted`]: the connection stays queued. Any other error (ECONNABORTED: a
+    /// client gave up while it waited) ends only that connection: it is logged and the next one
+    /// is tried.
+    pub fn accept_next(&self, pause: &mut AcceptPause) -> Accepted {
+        loop {
+            match self.listener.accept_nonblocking() {
+                Ok(stream) => return Accepted::Stream(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Accepted::Empty,
+                Err(e) if is_fd_exhausted(&e) => {
+                    pause.pause(&self.program, &e);
+                    return Accepted::Exhausted;
+                }
+                Err(e) => eprintln!("{}: accept4: {e}", self.program),
+            }
+        }
+    }
+
     /// The signal self-pipe was readable: empties it, prints the counters if SIGUSR1 came, and
     /// returns true if SIGINT or SIGTERM asked the server to stop.
     pub fn on_signal(&self) -> bool {
@@ -190,6 +217,24 @@ impl<S: Summary> Server<S> {
         println!("stopped model={} {}", self.model.name, self.stats.line());
         let _ = std::io::stdout().flush();
     }
+}
+
+/// What [`Server::accept_next`] got.
+pub enum Accepted {
+    /// A new connection, non-blocking from birth.
+    Stream(Stream),
+    /// EAGAIN: the accept queue is empty.
+    Empty,
+    /// Out of descriptors: the rest wait in the queue, and the listener is paused.
+    Exhausted,
+}
+
+/// A lab's `main`: parses the command line ([`parse_args`]: one-line errors, exit status 2),
+/// runs `run`, and turns its error into one line on stderr and exit status 1, both under the
+/// program's name (clap's `#[command(name = ...)]`, so a lab names itself once).
+pub fn run_main<T: Parser>(run: impl FnOnce(T) -> anyhow::Result<()>) {
+    let cli: T = parse_args();
+    exit_on_error(T::command().get_name(), run(cli));
 }
 
 /// Runs a lab's `run()` and turns an error into one line on stderr and exit status 1.
