@@ -7,6 +7,7 @@
 //! | [`target`]   | [`parse_target`]: the request target, percent-decoded, dot segments refused |
 //! | [`resolve`]  | [`Root`]: `openat2(RESOLVE_BENEATH)`, so the kernel keeps opens under the root |
 //! | [`range`]    | [`evaluate_range`]: one `Range: bytes=...` → 200, 206 or 416             |
+//! | [`conditional`] | ETags, `If-None-Match` / `If-Modified-Since` / `If-Range`, chunked framing |
 //! | [`response`] | response heads, short error responses, `Content-Type` from the extension |
 //! | [`respond`]  | [`respond()`]: what to answer a request, as a head and maybe a file range |
 //! | [`connection`] | [`connection::Connection`]: input, response, deadlines, lingering close |
@@ -17,6 +18,7 @@
 //! to socket step itself (`sendfile(2)` or `pread(2)` + `write(2)`) is the lesson, so it lives
 //! in the lab file, labs/06-fileserve/main.rs.
 
+pub mod conditional;
 pub mod connection;
 pub mod listing;
 pub mod range;

@@ -139,8 +139,19 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     if hosts > 1 || (version == Version::Http11 && hosts == 0) {
         return Parsed::Error(400);
     }
-    if let Some(length) = request.header("content-length") {
-        if length.is_empty() || !length.bytes().all(|b| b.is_ascii_digit()) {
+    // RFC 9112 §6.3: a Content-Length that is not one number is an unrecoverable error. Every
+    // line counts: with `0` first and `1` second (found by tests/fuzz), `has_body` used to say
+    // no, and the byte behind the head would have been read as the next request.
+    let mut lengths = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v);
+    if let Some(first) = lengths.next() {
+        if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+            return Parsed::Error(400);
+        }
+        if lengths.any(|other| other != first) {
             return Parsed::Error(400);
         }
     }
@@ -208,7 +219,9 @@ fn parse_header_line(line: &[u8]) -> Option<(String, String)> {
     if !is_token(name) {
         return None;
     }
-    let value = value.trim_ascii();
+    // Only SP and HTAB are whitespace around a value (OWS, RFC 9110 §5.6.3): a CR, a form
+    // feed or a vertical tab at either end is a control byte like any other, so a 400.
+    let value = trim_ows(value);
     if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return None;
     }
@@ -216,6 +229,16 @@ fn parse_header_line(line: &[u8]) -> Option<(String, String)> {
         String::from_utf8_lossy(name).into_owned(),
         String::from_utf8_lossy(value).into_owned(),
     ))
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -290,11 +313,27 @@ mod tests {
             400
         );
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        // Found by tests/fuzz: CR, FF and VT at a value's ends were trimmed as if whitespace.
+        for value in [&b"\t \r\x80"[..], b"a\x0c", b"\x0ba", b"a\r"] {
+            let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(status(&head), 400, "{}", value.escape_ascii());
+        }
         assert_eq!(status(b"GET / FTP\r\n\r\n"), 400);
         assert_eq!(
             status(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
             400
         );
+        // Found by tests/fuzz: only the first Content-Length was checked.
+        for lengths in ["0\r\nContent-Length: 1", "1\r\nContent-Length: x"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {lengths}\r\n\r\n");
+            assert_eq!(status(head.as_bytes()), 400, "{lengths}");
+        }
+        let (same, _) = complete(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n",
+        );
+        assert!(same.has_body());
     }
 
     #[test]
