@@ -165,12 +165,43 @@ fn read_response(reader: &mut impl BufRead, head_request: bool) -> Response {
         headers,
         body: Vec::new(),
     };
-    if !head_request && status != 304 {
+    if head_request || status == 304 {
+        return response;
+    }
+    if response.header("transfer-encoding") == Some("chunked") {
+        response.body = read_chunked(reader);
+    } else if response.header("content-length").is_some() {
         let mut body = vec![0; response.length() as usize];
         reader.read_exact(&mut body).unwrap();
         response.body = body;
+    } else {
+        // No length and not chunked: the body ends when the server closes (HTTP/1.0).
+        reader.read_to_end(&mut response.body).unwrap();
     }
     response
+}
+
+/// A chunked body, read line by line as a client would: `SIZE\r\n`, the bytes, `\r\n`,
+/// until the zero-size chunk and the empty trailer line. Panics on bad framing.
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim_end_matches("\r\n"), 16)
+            .unwrap_or_else(|_| panic!("chunk-size line: {line:?}"));
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data).unwrap();
+        assert_eq!(
+            &data[size..],
+            b"\r\n",
+            "chunk of {size} bytes not closed by CRLF"
+        );
+        if size == 0 {
+            return body; // the last chunk: "0\r\n" and the empty trailer section "\r\n"
+        }
+        body.extend_from_slice(&data[..size]);
+    }
 }
 
 /// Reads until the server closes; returns how many bytes came.
@@ -267,7 +298,180 @@ both_modes!(
     garbage_does_not_crash,
     hidden_names_are_refused,
     error_answers_survive_unread_input,
+    etags_and_conditional_requests,
+    listing_is_chunked_or_ends_at_close,
+    request_bodies_with_transfer_encoding,
 );
+
+/// ETag: strong once the file has settled (1 s after its last change), weak before; the same
+/// for every request while the file stays; If-None-Match gives 304 and wins over
+/// If-Modified-Since (RFC 9110 §13.2.2); If-Range with the tag gives 206, with another 200.
+fn etags_and_conditional_requests(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    // Settled: modified two seconds ago.
+    let old = std::time::SystemTime::now() - Duration::from_secs(2);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(root.join("data.bin"))
+        .unwrap();
+    file.set_modified(old).unwrap();
+    drop(file);
+    let server = Server::start(mode, &root, &[]);
+    let first = server.get("/data.bin", "");
+    let etag = first.header("etag").unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong: {etag}"
+    );
+    assert_eq!(
+        server.get("/data.bin", "").header("etag"),
+        Some(etag.as_str())
+    );
+    let last_modified = first.header("last-modified").unwrap().to_string();
+
+    let same = server.get("/data.bin", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(
+        (same.status, same.header("etag")),
+        (304, Some(etag.as_str()))
+    );
+    let listed = server.get("/data.bin", &format!("If-None-Match: \"x\", {etag}\r\n"));
+    assert_eq!(listed.status, 304);
+    let weak_form = server.get("/data.bin", &format!("If-None-Match: W/{etag}\r\n"));
+    assert_eq!(weak_form.status, 304, "If-None-Match compares weakly");
+    // A tag that does not match sends the file, even with an If-Modified-Since that would 304.
+    let other = server.get(
+        "/data.bin",
+        &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {last_modified}\r\n"),
+    );
+    assert_eq!((other.status, other.body.len()), (200, 1000));
+    let range = |if_range: &str| {
+        server.get(
+            "/data.bin",
+            &format!("Range: bytes=0-9\r\nIf-Range: {if_range}\r\n"),
+        )
+    };
+    assert_eq!(range(&etag).status, 206);
+    assert_eq!(range(&last_modified).status, 206);
+    let stale = range("\"not-this-one\"");
+    assert_eq!((stale.status, stale.body.len()), (200, 1000));
+    assert_eq!(
+        range(&format!("W/{etag}")).status,
+        200,
+        "If-Range compares strongly"
+    );
+    let failed = server.get("/data.bin", "If-Match: \"other\"\r\n");
+    assert_eq!(failed.status, 412);
+
+    // A file changed just now gets a weak tag, which If-Range never accepts.
+    std::fs::write(root.join("fresh.txt"), "new\n").unwrap();
+    let fresh = server.get("/fresh.txt", "");
+    let weak = fresh.header("etag").unwrap().to_string();
+    assert!(weak.starts_with("W/\""), "{weak}");
+    let ranged = server.get(
+        "/fresh.txt",
+        &format!("Range: bytes=0-0\r\nIf-Range: {weak}\r\n"),
+    );
+    assert_eq!(ranged.status, 200);
+    // Changing the file changes the tag.
+    std::fs::write(root.join("data.bin"), "changed").unwrap();
+    let changed = server.get("/data.bin", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(
+        (changed.status, changed.body.as_slice()),
+        (200, &b"changed"[..])
+    );
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+}
+
+/// The listing is generated while it is sent: HTTP/1.1 gets `Transfer-Encoding: chunked` (and
+/// the connection stays open for the next request), HTTP/1.0 a body that ends at close. A big
+/// directory takes several chunks.
+fn listing_is_chunked_or_ends_at_close(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    std::fs::create_dir(root.join("many")).unwrap();
+    for i in 0..500 {
+        std::fs::write(root.join(format!("many/file-{i:04}.txt")), "").unwrap();
+    }
+    let server = Server::start(mode, &root, &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    // Read the raw framing once, to see more than one chunk-size line.
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push(line.clone());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(
+        head.iter().any(|l| l == "Transfer-Encoding: chunked\r\n"),
+        "{head:?}"
+    );
+    assert!(
+        !head.iter().any(|l| l.starts_with("Content-Length")),
+        "{head:?}"
+    );
+    let mut chunks = 0;
+    let mut html = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data).unwrap();
+        if size == 0 {
+            break;
+        }
+        chunks += 1;
+        html.extend_from_slice(&data[..size]);
+    }
+    assert!(chunks > 1, "500 entries in {chunks} chunk(s)");
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains(">file-0000.txt</a>") && html.contains(">file-0499.txt</a>"));
+    assert!(html.ends_with("</html>\n"));
+    // Still in sync: the pipelined request after it is answered.
+    assert_eq!(read_response(&mut reader, false).body, b"hello world\n");
+
+    // HTTP/1.0: no chunks, no length, the body ends when the server closes.
+    let mut stream = server.connect();
+    stream.write_all(b"GET /many/ HTTP/1.0\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let old = read_response(&mut reader, false);
+    assert_eq!(old.header("transfer-encoding"), None);
+    assert_eq!(old.header("connection"), Some("close"));
+    assert_eq!(String::from_utf8(old.body).unwrap(), html);
+    // And curl decodes the chunked one the same.
+    let (_, body) = curl(&["-s", &server.url("/many/")]);
+    assert_eq!(String::from_utf8(body).unwrap(), html);
+}
+
+/// This server reads no request bodies. One framed by Transfer-Encoding gets 501 and the
+/// connection closes after it (lingering, so the body does not turn the answer into a reset);
+/// the next request on a new connection is served.
+fn request_bodies_with_transfer_encoding(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let answer = read_response(&mut reader, false);
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (501, Some("close"))
+    );
+    assert_eq!(count_to_eof(&mut reader), 0, "closes after the 501");
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+}
 
 /// `--root .` in a repository must not publish `.git`: every path with a segment that starts
 /// with a dot is 403 (existing or not), dot names are left out of listings, and

@@ -460,14 +460,19 @@ fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Se
         return Ok(Sent::Done);
     };
     let socket = stream.as_fd();
-    while response.head_sent < response.head.len() {
-        // A plain send: with MSG_MORE the sendfile behind it cost 1.7x the CPU (see
-        // netlab_http::transfer).
-        match send_bytes(socket, &response.head[response.head_sent..])? {
-            Moved::Bytes(n) => response.head_sent += n,
-            _ => return Ok(Sent::Blocked),
+    // The head (a plain send: with MSG_MORE the sendfile behind it cost 1.7x the CPU, see
+    // netlab_http::transfer), then the pieces of a listing as `refill` makes them.
+    loop {
+        while response.head_sent < response.head.len() {
+            match send_bytes(socket, &response.head[response.head_sent..])? {
+                Moved::Bytes(n) => response.head_sent += n,
+                _ => return Ok(Sent::Blocked),
+            }
+            *last_progress = Instant::now();
         }
-        *last_progress = Instant::now();
+        if !response.refill() {
+            break;
+        }
     }
     let Some(body) = response.body.as_mut() else {
         return Ok(Sent::Done);

@@ -6,17 +6,22 @@
 //! [`respond`] decides, in this order: the method (405), the target (400), hidden names (403
 //! unless the site allows them), then what the path names: a file ([`file_response`]: 200,
 //! 206, 304 or 416), a directory without its trailing slash (301), a directory's
-//! `index.html`, or its listing ([`listing_response`]).
+//! `index.html`, or its listing ([`listing_response`], chunked as it is generated).
 
 use std::fs::File;
 use std::path::Path;
+use std::time::SystemTime;
 
 use nix::sys::stat::FileStat;
 
+use crate::conditional::{
+    chunk, evaluate_preconditions, range_applies, Conditions, Precondition, Validators, LAST_CHUNK,
+};
+use crate::listing::Listing;
 use crate::range::{evaluate_range, RangeDecision};
-use crate::request::Request;
+use crate::request::{Request, Version};
 use crate::resolve::{Opened, Root};
-use crate::response::{content_type, error_response, http_date, not_modified_since, ResponseHead};
+use crate::response::{content_type, error_response, http_date, ResponseHead};
 use crate::target::parse_target;
 
 /// The served directory and what may be served from it.
@@ -28,10 +33,11 @@ pub struct Site {
     pub allow_hidden: bool,
 }
 
-/// A response being sent: the head (with a short body inside it), then maybe a file range.
-#[derive(Debug)]
+/// A response being sent: bytes from this process (the head, a short body, the listing's
+/// chunks as they are made), then maybe a range of a file.
 pub struct Response {
-    /// The head bytes, status line to the empty line, and a short body when there is one.
+    /// Bytes to send now: the head (with a short body when there is one), or the next piece of
+    /// a generated body ([`refill`](Self::refill)).
     pub head: Vec<u8>,
     /// How much of `head` has gone into the socket so far.
     pub head_sent: usize,
@@ -39,6 +45,8 @@ pub struct Response {
     pub body: Option<FileRange>,
     /// Keep the connection for the next request once this one is sent?
     pub keep_alive: bool,
+    /// A body made while it is sent (a directory listing).
+    generated: Option<Generated>,
 }
 
 /// The part of an open file still to send: `pos..end`.
@@ -49,6 +57,17 @@ pub struct FileRange {
     pub end: u64,
 }
 
+/// A listing sent as it is generated: HTTP/1.1 frames each piece as a chunk (its size in hex,
+/// CRLF, the bytes, CRLF; a zero-size chunk ends it), HTTP/1.0 sends the bytes bare and ends
+/// the body by closing the connection.
+struct Generated {
+    listing: Listing,
+    chunked: bool,
+}
+
+/// About this much HTML goes into one chunk.
+const PIECE: usize = 8 * 1024;
+
 impl Response {
     fn new(head: Vec<u8>, body: Option<FileRange>, keep_alive: bool) -> Response {
         Response {
@@ -56,7 +75,30 @@ impl Response {
             head_sent: 0,
             body,
             keep_alive,
+            generated: None,
         }
+    }
+
+    /// Once `head` is all sent: puts the next piece of a generated body in it and returns
+    /// true, or returns false when there is nothing more to make.
+    pub fn refill(&mut self) -> bool {
+        let Some(generated) = self.generated.as_mut() else {
+            return false;
+        };
+        self.head = match (generated.listing.next_piece(PIECE), generated.chunked) {
+            (Some(html), true) => chunk(html.as_bytes()),
+            (Some(html), false) => html.into_bytes(),
+            (None, true) => {
+                self.generated = None;
+                LAST_CHUNK.to_vec()
+            }
+            (None, false) => {
+                self.generated = None;
+                return false;
+            }
+        };
+        self.head_sent = 0;
+        true
     }
 }
 
@@ -68,6 +110,12 @@ pub fn respond(site: &Site, request: &Request) -> Response {
     let head_only = request.method == "HEAD";
     if request.method != "GET" && !head_only {
         return short_response(405, &[("Allow", "GET, HEAD".into())], true, keep_alive);
+    }
+    // A body this server would have to read (RFC 9112 §6.1: 501 for a transfer coding it does
+    // not implement). The connection closes after the answer, and lingers meanwhile, so the
+    // body is read and thrown away rather than taken for the next request.
+    if request.header("transfer-encoding").is_some() {
+        return short_response(501, &[], !head_only, false);
     }
     let Ok(target) = parse_target(&request.target) else {
         return short_response(400, &[], !head_only, false);
@@ -101,6 +149,7 @@ pub fn respond(site: &Site, request: &Request) -> Response {
                     site,
                     &relative,
                     &target.display_path(),
+                    request.version == Version::Http11,
                     head_only,
                     keep_alive,
                 ),
@@ -110,7 +159,9 @@ pub fn respond(site: &Site, request: &Request) -> Response {
     }
 }
 
-/// 200 with the whole file, 206 with one range, 304 if unchanged, or 416.
+/// 200 with the whole file, 206 with one range, 304 if the client's copy is current, 412 if a
+/// precondition fails, or 416. The `ETag` is strong (weak for a file changed within the last
+/// second): see netlab_http::conditional.
 pub fn file_response(
     request: &Request,
     path: &Path,
@@ -121,16 +172,25 @@ pub fn file_response(
 ) -> Response {
     let len = stat.st_size as u64;
     let last_modified = http_date(stat.st_mtime);
-    if not_modified_since(request.header("if-modified-since"), stat.st_mtime) {
-        let head = ResponseHead::new(304)
-            .header("Last-Modified", &last_modified)
-            .finish(keep_alive);
-        return Response::new(head, None, keep_alive);
+    let validators = Validators::of_file(stat, SystemTime::now());
+    let conditions = Conditions::from_request(request);
+    // RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it.
+    match evaluate_preconditions(&request.method, &conditions, &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            let head = ResponseHead::new(304)
+                .header("ETag", &validators.etag)
+                .header("Last-Modified", &last_modified)
+                .finish(keep_alive);
+            return Response::new(head, None, keep_alive);
+        }
+        Precondition::Failed => return short_response(412, &[], !head_only, keep_alive),
     }
     // If-Range: the range holds only if the client's copy is this version of the file.
-    let range = match request.header("if-range") {
-        Some(date) if date != last_modified => RangeDecision::Full,
-        _ => evaluate_range(request.header("range"), len),
+    let range = if range_applies(&conditions, &validators) {
+        evaluate_range(request.header("range"), len)
+    } else {
+        RangeDecision::Full
     };
     let (status, start, end) = match range {
         RangeDecision::Full => (200, 0, len),
@@ -143,6 +203,7 @@ pub fn file_response(
     let mut head = ResponseHead::new(status)
         .header("Content-Type", content_type(path))
         .header("Content-Length", end - start)
+        .header("ETag", &validators.etag)
         .header("Last-Modified", &last_modified)
         .header("Accept-Ranges", "bytes");
     if status == 206 {
@@ -156,30 +217,34 @@ pub fn file_response(
     Response::new(head.finish(keep_alive), body, keep_alive)
 }
 
-/// 200 with a plain HTML list of the directory's entries (hidden ones only if the site
-/// allows them).
+/// 200 with a plain HTML list of the directory's entries (hidden ones only if the site allows
+/// them), generated while it is sent: `Transfer-Encoding: chunked` when `chunked` (HTTP/1.1),
+/// else a body that ends when the connection closes (HTTP/1.0).
 pub fn listing_response(
     site: &Site,
     relative: &Path,
     display_path: &str,
+    chunked: bool,
     head_only: bool,
     keep_alive: bool,
 ) -> Response {
-    let html = match site.root.open_dir(relative) {
-        Ok(dir) => match crate::listing::render(dir, display_path, site.allow_hidden) {
-            Ok(html) => html,
+    let listing = match site.root.open_dir(relative) {
+        Ok(dir) => match Listing::read(dir, display_path, site.allow_hidden) {
+            Ok(listing) => listing,
             Err(_) => return short_response(403, &[], !head_only, keep_alive),
         },
         Err(refusal) => return short_response(refusal.status(), &[], !head_only, keep_alive),
     };
-    let mut head = ResponseHead::new(200)
-        .header("Content-Type", "text/html; charset=utf-8")
-        .header("Content-Length", html.len())
-        .finish(keep_alive);
-    if !head_only {
-        head.extend_from_slice(html.as_bytes());
+    let keep_alive = keep_alive && chunked;
+    let mut head = ResponseHead::new(200).header("Content-Type", "text/html; charset=utf-8");
+    if chunked {
+        head = head.header("Transfer-Encoding", "chunked");
     }
-    Response::new(head, None, keep_alive)
+    let mut response = Response::new(head.finish(keep_alive), None, keep_alive);
+    if !head_only {
+        response.generated = Some(Generated { listing, chunked });
+    }
+    response
 }
 
 /// An error or redirect: the head and a one-line body, all in one buffer.
