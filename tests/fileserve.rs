@@ -1363,3 +1363,80 @@ fn garbage_does_not_crash(mode: &str) {
     assert_eq!(server.get("/hello.txt", "").status, 200);
     server.assert_fds_return_to(baseline);
 }
+
+/// 10,000 keep-alive connections at once: each makes a request and then stays open, idle,
+/// while 100 of them keep asking for two seconds; then every one of the 10,000 asks once more
+/// on its same connection. Every answer must be a 200 with the right body, the server must hold
+/// one fd per connection (it raised its own fd limit to do so), and it prints what a
+/// connection cost it in memory. Ignored by default (it needs 10,000 fds on each side and some
+/// seconds): `scripts/fileserve-10k.sh` runs it, and `loadgen http` beside it.
+#[test]
+#[ignore]
+fn ten_thousand_keep_alive_connections() {
+    const CONNECTIONS: usize = 10_000;
+    const ACTIVE: usize = 100;
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    assert!(
+        hard as usize > CONNECTIONS + 100,
+        "needs RLIMIT_NOFILE above {CONNECTIONS}"
+    );
+
+    let fx = Fixture::new();
+    let server = Server::start("sendfile", &fx.root(), &["--keepalive-timeout", "120s"]);
+    let request = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    let ask = |reader: &mut BufReader<TcpStream>| {
+        reader.get_mut().write_all(request).unwrap();
+        let answer = read_response(reader, false);
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (200, &b"hello world\n"[..])
+        );
+    };
+    let mut first = BufReader::new(server.connect());
+    ask(&mut first);
+    let fds_before = server.open_fds();
+    let rss_before = procfs::status(server.pid).unwrap().vm_rss_kib;
+
+    let started = Instant::now();
+    let mut conns = vec![first];
+    while conns.len() < CONNECTIONS {
+        let mut reader = BufReader::new(server.connect());
+        ask(&mut reader);
+        conns.push(reader);
+    }
+    let opened = started.elapsed();
+    assert_eq!(
+        server.open_fds(),
+        fds_before + CONNECTIONS - 1,
+        "one fd per connection"
+    );
+    let rss_after = procfs::status(server.pid).unwrap().vm_rss_kib;
+
+    let busy_until = Instant::now() + Duration::from_secs(2);
+    let mut busy_requests = 0;
+    while Instant::now() < busy_until {
+        for reader in conns.iter_mut().step_by(CONNECTIONS / ACTIVE) {
+            ask(reader);
+            busy_requests += 1;
+        }
+    }
+    for reader in conns.iter_mut() {
+        ask(reader);
+    }
+    let summary = server.stop();
+    eprintln!(
+        "{CONNECTIONS} connections opened and answered in {:.1} s; {busy_requests} requests on {ACTIVE} of them \
+         in 2 s; then one more on each; server RSS {rss_before} KiB -> {rss_after} KiB, {:.2} KiB per connection; {}",
+        opened.as_secs_f64(),
+        (rss_after.saturating_sub(rss_before)) as f64 / (CONNECTIONS - 1) as f64,
+        summary.trim()
+    );
+    let expected = CONNECTIONS * 2 + busy_requests;
+    assert!(
+        summary.contains(&format!(" connections={CONNECTIONS} requests={expected} "))
+            && summary.contains(" errors=0 timeouts=0 "),
+        "{summary}"
+    );
+}

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
-    listen_tcp, parse_duration, parse_size, run_main, AcceptPause, Accepted, Model, Server, Stats,
-    Summary,
+    listen_tcp, parse_duration, parse_size, raise_fd_limit, run_main, AcceptPause, Accepted, Model,
+    Server, Stats, Summary,
 };
 use netlab_http::connection::{Connection, Expired, Next, Timeouts};
 use netlab_http::response::error_response;
@@ -159,6 +159,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "openat2,newfstatat,sendfile,pread64,write,sendto,recvfrom,epoll_wait,epoll_ctl,close",
     };
     let listener = listen_tcp(cli.addr, cli.backlog)?;
+    // One fd per connection and one per file being sent: take all the kernel allows.
+    let fd_limit = raise_fd_limit();
     let served = root.path.display().to_string();
     let server = Server::start_with(
         model,
@@ -166,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         listener,
         FileStats::default(),
         cli.backlog,
-        |target, pid| try_lines(target, pid, &served),
+        |target, pid| try_lines(target, pid, &served, fd_limit),
     )?;
     server.listener.set_nonblocking(true)?;
 
@@ -578,10 +580,11 @@ impl Summary for FileStats {
 
 /// The first things to try, printed at start before the strace and kill lines every server
 /// prints.
-fn try_lines(target: &str, pid: u32, served: &str) -> Vec<String> {
+fn try_lines(target: &str, pid: u32, served: &str, fd_limit: u64) -> Vec<String> {
     vec![
         format!("curl -v http://{target}/                      the listing of {served} (or its index.html)"),
         format!("curl -s -o /dev/null -r 0-99 -w '%{{http_code}}\\n' http://{target}/FILE   a range: 206"),
         format!("cargo run --release --bin loadgen -- http http://{target}/FILE -c 8 -d 10s --server-pid {pid}"),
+        format!("(open files limit raised to {fd_limit}: about that many connections at once)"),
     ]
 }
