@@ -1442,3 +1442,54 @@ fn ten_thousand_keep_alive_connections() {
         "{summary}"
     );
 }
+
+/// The start-up hints: the strace line traces exactly what lab 06's README quotes, the loadgen
+/// line carries `--server-pid`, and the listening line comes last (on stdout) with loopback
+/// in place of a wildcard address.
+#[test]
+fn start_up_hints_match_the_lab() {
+    let fx = Fixture::new();
+    let mut child = Command::new(BIN)
+        .args(["--addr", "0.0.0.0:0", "--root"])
+        .arg(fx.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on 0.0.0.0:"), "{line}");
+    let pid = child.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut hints = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut hints)
+        .unwrap();
+    child.wait().unwrap();
+    let traced = |text: &str| {
+        let at = text.find("strace -f ").expect("a strace line");
+        let rest = &text[at..];
+        let start = rest.find("trace=").unwrap() + "trace=".len();
+        rest[start..].split_whitespace().next().unwrap().to_string()
+    };
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/06-fileserve/README.md"),
+    )
+    .unwrap();
+    assert_eq!(traced(&hints), traced(&readme), "{hints}");
+    assert!(hints.contains(&format!("--server-pid {pid}")), "{hints}");
+    assert!(
+        hints.contains("curl -v http://127.0.0.1:"),
+        "loopback, not 0.0.0.0: {hints}"
+    );
+}

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin fileserve -- --root . --mode sendfile      # or --mode copy
 //! curl -v http://127.0.0.1:8080/Cargo.toml
-//! strace -f -e trace=openat2,newfstatat,sendfile,pread64,write,sendto,recvfrom,epoll_wait,epoll_ctl,close -p PID
+//! strace -f -e trace=openat2,newfstatat,getdents64,sendfile,pread64,write,sendto,recvfrom,shutdown,epoll_wait,epoll_ctl,close -p PID
 //! ```
 //!
 //! What to look for: one request for a 1 MiB file, in each mode.
@@ -156,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Mode::Copy => "fileserve-copy",
         },
         trace:
-            "openat2,newfstatat,sendfile,pread64,write,sendto,recvfrom,epoll_wait,epoll_ctl,close",
+            "openat2,newfstatat,getdents64,sendfile,pread64,write,sendto,recvfrom,shutdown,epoll_wait,epoll_ctl,close",
     };
     let listener = listen_tcp(cli.addr, cli.backlog)?;
     // One fd per connection and one per file being sent: take all the kernel allows.
