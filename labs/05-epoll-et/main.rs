@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
+    run_main, AcceptPause, Accepted, Drain, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -36,6 +36,12 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// The textbook loop: read until EAGAIN, one more recvfrom per wake-up. By default a short
+    /// read (fewer bytes than asked for) ends the draining: the socket was empty then, and
+    /// later bytes raise a new edge.
+    #[arg(long)]
+    drain_to_eagain: bool,
 
     /// Lab only: read once per wake-up instead of until EAGAIN, to watch edge-triggered stall.
     #[arg(long)]
@@ -57,6 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
+    let drain = if cli.drain_to_eagain {
+        Drain::ToEagain
+    } else {
+        Drain::UntilShortRead
+    };
     if cli.broken_read_once {
         let program = server.program();
         eprintln!(
@@ -85,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // After EMFILE, connections wait in the accept queue and no new edge will announce them:
         // come back for them once a connection has closed or the pause is over.
         if accept_waiting && !pause.is_paused() {
-            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause);
+            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, drain);
         }
         let timeout = EpollTimeout::try_from(pause.wait_timeout_ms()).unwrap_or(EpollTimeout::NONE);
         let ready = match epoll.wait(&mut events, timeout) {
@@ -96,7 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Only the fds that changed come back, once each.
         for event in &events[..ready] {
             match event.data() {
-                LISTENER => accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause),
+                LISTENER => {
+                    accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, drain)
+                }
                 SIGNALS => {
                     if server.on_signal() {
                         break 'serve; // SIGINT or SIGTERM
@@ -107,7 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
+                    event.events(),
                     &mut scratch,
+                    drain,
                     cli.broken_read_once,
                 ),
             }
@@ -125,6 +140,7 @@ fn accept_all(
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
+    drain: Drain,
 ) -> bool {
     loop {
         let stream = match server.accept_next(pause) {
@@ -133,7 +149,7 @@ fn accept_all(
             Accepted::Exhausted => return true,
         };
         let fd = stream.as_raw_fd();
-        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(), fd as u64)) {
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(drain), fd as u64)) {
             // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
             let program = server.program();
             eprintln!("{program}: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
@@ -151,19 +167,27 @@ fn on_event(
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
+    flags: EpollFlags,
     scratch: &mut [u8],
+    drain: Drain,
     broken_read_once: bool,
 ) {
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
     let stats = &server.stats;
-    // The lesson in one line: edge-triggered must drain to EAGAIN (EchoConn::drain); reading
-    // once per wake-up (EchoConn::step, right for level-triggered) leaves bytes nobody reports.
+    // The lesson in one line: edge-triggered must drain the socket (EchoConn::drain: to EAGAIN,
+    // or to a short read, which shows it empty just as well); reading once per wake-up
+    // (EchoConn::step, right for level-triggered) leaves bytes nobody reports.
+    // A FIN that came with the last bytes raises no edge of its own after the short read that
+    // took them: EPOLLRDHUP says it is there, so then read on until end of file.
+    let closed =
+        flags.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
+    let drain = if closed { Drain::ToEagain } else { drain };
     let result = if broken_read_once {
         conn.step(true, scratch, stats)
     } else {
-        conn.drain(scratch, stats)
+        conn.drain(scratch, stats, drain)
     };
     match result {
         Ok(Want::Close) => {}
@@ -176,6 +200,12 @@ fn on_event(
 }
 
 /// Edge-triggered interest never changes with the connection's wish: both directions, once.
-fn interest() -> EpollFlags {
-    EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET
+/// Stopping at a short read also needs EPOLLRDHUP, to hear of a FIN that arrived with the
+/// last bytes (see `on_event`).
+fn interest(drain: Drain) -> EpollFlags {
+    let both = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
+    match drain {
+        Drain::ToEagain => both,
+        Drain::UntilShortRead => both | EpollFlags::EPOLLRDHUP,
+    }
 }

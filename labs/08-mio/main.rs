@@ -22,11 +22,12 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 
 use clap::Parser;
+use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
+    run_main, AcceptPause, Accepted, Drain, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 
 /// Echo server on mio: epoll, edge-triggered, behind a portable API.
@@ -35,6 +36,12 @@ use netlab_core::{
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// The textbook loop: read until EAGAIN, one more recvfrom per wake-up. By default a short
+    /// read (fewer bytes than asked for) ends the draining: the socket was empty then, and
+    /// later bytes raise a new edge.
+    #[arg(long)]
+    drain_to_eagain: bool,
 }
 
 fn main() {
@@ -52,6 +59,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
+    let drain = if cli.drain_to_eagain {
+        Drain::ToEagain
+    } else {
+        Drain::UntilShortRead
+    };
 
     let mut poll = Poll::new()?;
     let registry = poll.registry();
@@ -100,7 +112,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         break 'serve; // SIGINT or SIGTERM
                     }
                 }
-                Token(fd) => on_event(&server, &mut conns, &mut pause, fd as RawFd, &mut scratch),
+                Token(fd) => on_event(
+                    &server,
+                    &mut conns,
+                    &mut pause,
+                    fd as RawFd,
+                    event,
+                    &mut scratch,
+                    drain,
+                ),
             }
         }
     }
@@ -142,14 +162,21 @@ fn on_event(
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
+    event: &Event,
     scratch: &mut [u8],
+    drain: Drain,
 ) {
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
     let stats = &server.stats;
-    // mio is edge-triggered: drain to EAGAIN (EchoConn::drain), or the rest is never reported.
-    let result = conn.drain(scratch, stats);
+    // A FIN that came with the last bytes raises no edge of its own after the short read that
+    // took them: mio's read-closed (EPOLLRDHUP) says it is there, so then read on until EOF.
+    let closed = event.is_read_closed() || event.is_error();
+    let drain = if closed { Drain::ToEagain } else { drain };
+    // mio is edge-triggered: drain the socket (EchoConn::drain: to EAGAIN, or to a short
+    // read), or the rest is never reported.
+    let result = conn.drain(scratch, stats, drain);
     match result {
         Ok(Want::Close) => {}
         Ok(_) => return, // registered for both directions: the next event brings us back

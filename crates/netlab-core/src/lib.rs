@@ -26,7 +26,7 @@ pub mod signals;
 pub mod uring;
 
 pub use cli::{parse_args, parse_duration, parse_size, ServerArgs};
-pub use echo::{EchoConn, Step, Want};
+pub use echo::{Drain, EchoConn, Step, Want};
 pub use listener::{is_fd_exhausted, AcceptPause, Listener, Stream};
 pub use server::{
     exit_on_error, listen_tcp, raise_fd_limit, run_main, Accepted, Model, Server, Stats, Summary,
