@@ -52,6 +52,14 @@ fn main() {
     run_main(run);
 }
 
+/// How a wake-up reads: draining (to EAGAIN, or to a short read), or the lab's broken way.
+#[derive(Clone, Copy)]
+enum Reading {
+    Drain(Drain),
+    /// --broken-read-once: one read per wake-up, as the level-triggered server does.
+    Once,
+}
+
 /// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
@@ -63,10 +71,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
-    let drain = if cli.drain_to_eagain {
-        Drain::ToEagain
-    } else {
-        Drain::UntilShortRead
+    let reading = match (cli.broken_read_once, cli.drain_to_eagain) {
+        (true, _) => Reading::Once,
+        (false, true) => Reading::Drain(Drain::ToEagain),
+        (false, false) => Reading::Drain(Drain::UntilShortRead),
     };
     if cli.broken_read_once {
         let program = server.program();
@@ -96,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // After EMFILE, connections wait in the accept queue and no new edge will announce them:
         // come back for them once a connection has closed or the pause is over.
         if accept_waiting && !pause.is_paused() {
-            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, drain);
+            accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, reading);
         }
         let timeout = EpollTimeout::try_from(pause.wait_timeout_ms()).unwrap_or(EpollTimeout::NONE);
         let ready = match epoll.wait(&mut events, timeout) {
@@ -108,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         for event in &events[..ready] {
             match event.data() {
                 LISTENER => {
-                    accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, drain)
+                    accept_waiting = accept_all(&server, &epoll, &mut conns, &mut pause, reading)
                 }
                 SIGNALS => {
                     if server.on_signal() {
@@ -122,8 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     fd as RawFd,
                     event.events(),
                     &mut scratch,
-                    drain,
-                    cli.broken_read_once,
+                    reading,
                 ),
             }
         }
@@ -140,7 +147,7 @@ fn accept_all(
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
-    drain: Drain,
+    reading: Reading,
 ) -> bool {
     loop {
         let stream = match server.accept_next(pause) {
@@ -149,7 +156,7 @@ fn accept_all(
             Accepted::Exhausted => return true,
         };
         let fd = stream.as_raw_fd();
-        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(drain), fd as u64)) {
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(reading), fd as u64)) {
             // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
             let program = server.program();
             eprintln!("{program}: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
@@ -169,8 +176,7 @@ fn on_event(
     fd: RawFd,
     flags: EpollFlags,
     scratch: &mut [u8],
-    drain: Drain,
-    broken_read_once: bool,
+    reading: Reading,
 ) {
     let Some(conn) = conns.get_mut(&fd) else {
         return;
@@ -179,15 +185,19 @@ fn on_event(
     // The lesson in one line: edge-triggered must drain the socket (EchoConn::drain: to EAGAIN,
     // or to a short read, which shows it empty just as well); reading once per wake-up
     // (EchoConn::step, right for level-triggered) leaves bytes nobody reports.
-    // A FIN that came with the last bytes raises no edge of its own after the short read that
-    // took them: EPOLLRDHUP says it is there, so then read on until end of file.
-    let closed =
-        flags.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-    let drain = if closed { Drain::ToEagain } else { drain };
-    let result = if broken_read_once {
-        conn.step(true, scratch, stats)
-    } else {
-        conn.drain(scratch, stats, drain)
+    let result = match reading {
+        Reading::Once => conn.step(true, scratch, stats),
+        Reading::Drain(rule) => {
+            // A FIN that came with the last bytes raises no edge of its own after the short
+            // read that took them: EPOLLRDHUP says it is there, so then read on until EOF.
+            let closed = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+            let rule = if flags.intersects(closed) {
+                Drain::ToEagain
+            } else {
+                rule
+            };
+            conn.drain(scratch, stats, rule)
+        }
     };
     match result {
         Ok(Want::Close) => {}
@@ -202,10 +212,10 @@ fn on_event(
 /// Edge-triggered interest never changes with the connection's wish: both directions, once.
 /// Stopping at a short read also needs EPOLLRDHUP, to hear of a FIN that arrived with the
 /// last bytes (see `on_event`).
-fn interest(drain: Drain) -> EpollFlags {
+fn interest(reading: Reading) -> EpollFlags {
     let both = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
-    match drain {
-        Drain::ToEagain => both,
-        Drain::UntilShortRead => both | EpollFlags::EPOLLRDHUP,
+    match reading {
+        Reading::Drain(Drain::UntilShortRead) => both | EpollFlags::EPOLLRDHUP,
+        _ => both,
     }
 }
