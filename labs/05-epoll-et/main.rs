@@ -8,9 +8,11 @@
 //! What to look for: each connection is registered once with `EPOLLIN|EPOLLOUT|EPOLLET` and never
 //! modified: no `EPOLL_CTL_MOD` at all, unlike the level-triggered lab. The price is on the other
 //! side: edge-triggered means "tell me when something changes", not "while it is true". Bytes
-//! left unread are never reported again, so after each wake-up the server reads until
-//! `recvfrom(...) = -1 EAGAIN` and accepts until `accept4(...) = -1 EAGAIN`: one extra syscall
-//! per wake-up that says "nothing more".
+//! left unread are never reported again, so after each wake-up the server drains the socket
+//! and accepts until `accept4(...) = -1 EAGAIN`. Draining ends at `recvfrom(...) = -1 EAGAIN`
+//! with `--drain-to-eagain` (the textbook loop, one extra syscall per wake-up), or by default at
+//! a short read, which shows the socket empty just as well (plus `EPOLLRDHUP`, for a FIN that
+//! came with the last bytes: see the README).
 //!
 //! See it go wrong: `--broken-read-once` reads once per wake-up, as the level-triggered server
 //! does. Send one message larger than one read (64 KiB) in one go and then wait for the echo:
@@ -30,7 +32,7 @@ use netlab_core::{
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-/// Echo server on epoll, edge-triggered: register once, then drain every socket until EAGAIN.
+/// Echo server on epoll, edge-triggered: register once, then drain every socket on each edge.
 #[derive(Parser)]
 #[command(name = "echo-epoll-et", version)]
 struct Cli {

@@ -9,7 +9,8 @@
 //! BSDs and macOS, and IOCP on Windows. On Linux it *is* epoll, edge-triggered, and only that:
 //! strace shows the same calls as lab 05, each socket added once with
 //! `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET` (mio adds `EPOLLRDHUP` to notice a peer's half-close).
-//! So the same rule holds: after every event, drain the socket until EAGAIN.
+//! So the same rule holds: after every event, drain the socket (to EAGAIN with
+//! `--drain-to-eagain`, by default to a short read, as lab 05 explains).
 //!
 //! mio's vocabulary: a `Poll` owns the epoll instance, its `Registry` adds sources with an
 //! `Interest` and a `Token` (the 64-bit `data` of epoll), and `poll()` fills `Events`.
