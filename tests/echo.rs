@@ -1164,9 +1164,12 @@ fn listening_sockets(port: u16) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Edge-triggered epoll: the classic mistake, made visible
 
-/// `echo-epoll-et --broken-read-once` reads once per edge: bytes left in the socket produce no
-/// new edge, so a large message stalls part-way. The same message through the default mode
-/// (read until EAGAIN) comes back whole.
+/// Edge-triggered with `--broken-read-once` must stall, on every run, as lab 05's README says:
+/// the server is stopped (SIGSTOP) while the client sends 100,000 bytes, so all of them wait in
+/// the server's receive buffer before it even accepts. Registering the socket then gives one
+/// edge, the broken loop makes one 64 KiB read and echoes it, and since nothing arrives after
+/// that, no edge ever announces the other 34,464 bytes: exactly 65,536 come back. The default
+/// loop, draining to EAGAIN, echoes everything (here 8 MiB from a writer that keeps sending).
 ///
 /// TCP only: over a Unix socket the broken mode still finishes, because every buffer the client
 /// reads frees space on the server's sending side and a Unix socket reports that as a new
@@ -1174,29 +1177,57 @@ fn listening_sockets(port: u16) -> usize {
 /// server reads once on every edge, whatever it says.
 fn broken_read_once_stalls_a_large_message(spec: &Spec, transport: Transport) {
     const SIZE: usize = 8 * MIB;
+    const STALLED_SIZE: usize = 100_000;
+    const ONE_READ: usize = 64 * 1024; // netlab_core::echo::READ_CHUNK
     let message = Arc::new(pattern(13, SIZE));
-    for broken in [false, true] {
-        let mut launch = spec.launch().listen_on(transport);
-        if broken {
-            launch = launch.arg("--broken-read-once");
-        }
-        let server = spec.start_with(launch);
-        let (received, sent) = echo_until_stall(&server, &message);
-        if broken {
-            assert!(
-                received < SIZE,
-                "{}: --broken-read-once echoed all {SIZE} bytes; it should stall",
-                server.describe()
-            );
-        } else {
-            assert_eq!(
-                (sent, received),
-                (SIZE, SIZE),
-                "{}: default mode (sent, received)",
-                server.describe()
-            );
+
+    let server = spec.start_with(spec.launch().listen_on(transport));
+    let (received, sent) = echo_until_stall(&server, &message);
+    assert_eq!(
+        (sent, received),
+        (SIZE, SIZE),
+        "{}: default mode (sent, received)",
+        server.describe()
+    );
+
+    let server = spec.start_with(spec.launch().listen_on(transport).arg("--broken-read-once"));
+    server.signal(Signal::SIGSTOP);
+    let mut client = server.connect(); // the kernel finishes the handshake; nobody accepts yet
+    client.write_all(&message[..STALLED_SIZE]).unwrap();
+    thread::sleep(Duration::from_millis(200)); // loopback delivers at once; this is margin
+    server.signal(Signal::SIGCONT);
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut echoed = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    let mut last_progress = Instant::now();
+    while last_progress.elapsed() < Duration::from_secs(2) && echoed.len() < STALLED_SIZE {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                echoed.extend_from_slice(&buf[..n]);
+                last_progress = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!(
+                "{}: read after {} bytes: {e}",
+                server.describe(),
+                echoed.len()
+            ),
         }
     }
+    assert_eq!(
+        echoed.len(),
+        ONE_READ,
+        "{}: --broken-read-once should echo one read's worth and stall",
+        server.describe()
+    );
+    assert_eq!(first_difference(&message[..ONE_READ], &echoed), None);
 }
 
 /// Sends `message` from one thread and reads the echo in this one, checking every byte, until

@@ -165,12 +165,43 @@ fn read_response(reader: &mut impl BufRead, head_request: bool) -> Response {
         headers,
         body: Vec::new(),
     };
-    if !head_request && status != 304 {
+    if head_request || status == 304 {
+        return response;
+    }
+    if response.header("transfer-encoding") == Some("chunked") {
+        response.body = read_chunked(reader);
+    } else if response.header("content-length").is_some() {
         let mut body = vec![0; response.length() as usize];
         reader.read_exact(&mut body).unwrap();
         response.body = body;
+    } else {
+        // No length and not chunked: the body ends when the server closes (HTTP/1.0).
+        reader.read_to_end(&mut response.body).unwrap();
     }
     response
+}
+
+/// A chunked body, read line by line as a client would: `SIZE\r\n`, the bytes, `\r\n`,
+/// until the zero-size chunk and the empty trailer line. Panics on bad framing.
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim_end_matches("\r\n"), 16)
+            .unwrap_or_else(|_| panic!("chunk-size line: {line:?}"));
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data).unwrap();
+        assert_eq!(
+            &data[size..],
+            b"\r\n",
+            "chunk of {size} bytes not closed by CRLF"
+        );
+        if size == 0 {
+            return body; // the last chunk: "0\r\n" and the empty trailer section "\r\n"
+        }
+        body.extend_from_slice(&data[..size]);
+    }
 }
 
 /// Reads until the server closes; returns how many bytes came.
@@ -265,7 +296,270 @@ both_modes!(
     fifo_does_not_block,
     fds_return_to_baseline,
     garbage_does_not_crash,
+    hidden_names_are_refused,
+    error_answers_survive_unread_input,
+    etags_and_conditional_requests,
+    listing_is_chunked_or_ends_at_close,
+    request_bodies_with_transfer_encoding,
 );
+
+/// ETag: strong once the file has settled (1 s after its last change), weak before; the same
+/// for every request while the file stays; If-None-Match gives 304 and wins over
+/// If-Modified-Since (RFC 9110 §13.2.2); If-Range with the tag gives 206, with another 200.
+fn etags_and_conditional_requests(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    // Settled: modified two seconds ago.
+    let old = std::time::SystemTime::now() - Duration::from_secs(2);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(root.join("data.bin"))
+        .unwrap();
+    file.set_modified(old).unwrap();
+    drop(file);
+    let server = Server::start(mode, &root, &[]);
+    let first = server.get("/data.bin", "");
+    let etag = first.header("etag").unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong: {etag}"
+    );
+    assert_eq!(
+        server.get("/data.bin", "").header("etag"),
+        Some(etag.as_str())
+    );
+    let last_modified = first.header("last-modified").unwrap().to_string();
+
+    let same = server.get("/data.bin", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(
+        (same.status, same.header("etag")),
+        (304, Some(etag.as_str()))
+    );
+    let listed = server.get("/data.bin", &format!("If-None-Match: \"x\", {etag}\r\n"));
+    assert_eq!(listed.status, 304);
+    let weak_form = server.get("/data.bin", &format!("If-None-Match: W/{etag}\r\n"));
+    assert_eq!(weak_form.status, 304, "If-None-Match compares weakly");
+    // A tag that does not match sends the file, even with an If-Modified-Since that would 304.
+    let other = server.get(
+        "/data.bin",
+        &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {last_modified}\r\n"),
+    );
+    assert_eq!((other.status, other.body.len()), (200, 1000));
+    let range = |if_range: &str| {
+        server.get(
+            "/data.bin",
+            &format!("Range: bytes=0-9\r\nIf-Range: {if_range}\r\n"),
+        )
+    };
+    assert_eq!(range(&etag).status, 206);
+    assert_eq!(range(&last_modified).status, 206);
+    let stale = range("\"not-this-one\"");
+    assert_eq!((stale.status, stale.body.len()), (200, 1000));
+    assert_eq!(
+        range(&format!("W/{etag}")).status,
+        200,
+        "If-Range compares strongly"
+    );
+    let failed = server.get("/data.bin", "If-Match: \"other\"\r\n");
+    assert_eq!(failed.status, 412);
+
+    // A file changed just now gets a weak tag, which If-Range never accepts.
+    std::fs::write(root.join("fresh.txt"), "new\n").unwrap();
+    let fresh = server.get("/fresh.txt", "");
+    let weak = fresh.header("etag").unwrap().to_string();
+    assert!(weak.starts_with("W/\""), "{weak}");
+    let ranged = server.get(
+        "/fresh.txt",
+        &format!("Range: bytes=0-0\r\nIf-Range: {weak}\r\n"),
+    );
+    assert_eq!(ranged.status, 200);
+    // Changing the file changes the tag.
+    std::fs::write(root.join("data.bin"), "changed").unwrap();
+    let changed = server.get("/data.bin", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(
+        (changed.status, changed.body.as_slice()),
+        (200, &b"changed"[..])
+    );
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+}
+
+/// The listing is generated while it is sent: HTTP/1.1 gets `Transfer-Encoding: chunked` (and
+/// the connection stays open for the next request), HTTP/1.0 a body that ends at close. A big
+/// directory takes several chunks.
+fn listing_is_chunked_or_ends_at_close(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    std::fs::create_dir(root.join("many")).unwrap();
+    for i in 0..500 {
+        std::fs::write(root.join(format!("many/file-{i:04}.txt")), "").unwrap();
+    }
+    let server = Server::start(mode, &root, &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(
+            b"GET /many/ HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    // Read the raw framing once, to see more than one chunk-size line.
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push(line.clone());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(
+        head.iter().any(|l| l == "Transfer-Encoding: chunked\r\n"),
+        "{head:?}"
+    );
+    assert!(
+        !head.iter().any(|l| l.starts_with("Content-Length")),
+        "{head:?}"
+    );
+    let mut chunks = 0;
+    let mut html = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data).unwrap();
+        if size == 0 {
+            break;
+        }
+        chunks += 1;
+        html.extend_from_slice(&data[..size]);
+    }
+    assert!(chunks > 1, "500 entries in {chunks} chunk(s)");
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains(">file-0000.txt</a>") && html.contains(">file-0499.txt</a>"));
+    assert!(html.ends_with("</html>\n"));
+    // Still in sync: the pipelined request after it is answered.
+    assert_eq!(read_response(&mut reader, false).body, b"hello world\n");
+
+    // HTTP/1.0: no chunks, no length, the body ends when the server closes.
+    let mut stream = server.connect();
+    stream.write_all(b"GET /many/ HTTP/1.0\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let old = read_response(&mut reader, false);
+    assert_eq!(old.header("transfer-encoding"), None);
+    assert_eq!(old.header("connection"), Some("close"));
+    assert_eq!(String::from_utf8(old.body).unwrap(), html);
+    // And curl decodes the chunked one the same.
+    let (_, body) = curl(&["-s", &server.url("/many/")]);
+    assert_eq!(String::from_utf8(body).unwrap(), html);
+}
+
+/// This server reads no request bodies. One framed by Transfer-Encoding gets 501 and the
+/// connection closes after it (lingering, so the body does not turn the answer into a reset);
+/// the next request on a new connection is served.
+fn request_bodies_with_transfer_encoding(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let answer = read_response(&mut reader, false);
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (501, Some("close"))
+    );
+    assert_eq!(count_to_eof(&mut reader), 0, "closes after the 501");
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+}
+
+/// `--root .` in a repository must not publish `.git`: every path with a segment that starts
+/// with a dot is 403 (existing or not), dot names are left out of listings, and
+/// `--allow-hidden` serves them.
+fn hidden_names_are_refused(mode: &str) {
+    let fx = Fixture::new();
+    let root = fx.root();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    std::fs::write(root.join(".env"), "KEY=1\n").unwrap();
+    std::fs::create_dir_all(root.join("sub/.hidden")).unwrap();
+    std::fs::write(root.join("sub/.hidden/x.txt"), "x\n").unwrap();
+    let server = Server::start(mode, &root, &[]);
+    for path in [
+        "/.git/config",
+        "/.git/",
+        "/.git",
+        "/.env",
+        "/%2egit/config",
+        "/sub/.hidden/x.txt",
+        "/.nothing-here",
+    ] {
+        let answer = server.get(path, "");
+        assert_eq!(answer.status, 403, "{path}");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("core"));
+    }
+    let top = String::from_utf8(server.get("/", "").body).unwrap();
+    assert!(!top.contains(".git") && !top.contains(".env"), "{top}");
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+
+    let open = Server::start(mode, &root, &["--allow-hidden"]);
+    let config = open.get("/.git/config", "");
+    assert_eq!(
+        (config.status, config.body.as_slice()),
+        (200, &b"[core]\n"[..])
+    );
+    assert!(String::from_utf8(open.get("/", "").body)
+        .unwrap()
+        .contains(">.env</a>"));
+}
+
+/// Lingering close: a request the server refuses (414, 431) with 200 KB more behind it. Closing
+/// at once with unread input would make the kernel send a RST, which can reach the client
+/// before it reads its answer (and fails its writes). Every client must write all it sends,
+/// read its 4xx, then see a clean end of file.
+fn error_answers_survive_unread_input(mode: &str) {
+    let fx = Fixture::new();
+    let server = Server::start(mode, &fx.root(), &[]);
+    let trailer = vec![b'z'; 200_000];
+    for i in 0..40 {
+        let (head, status) = if i % 2 == 0 {
+            (
+                format!("GET /{} HTTP/1.1\r\nHost: t\r\n", "a".repeat(9000)),
+                414,
+            )
+        } else {
+            let big = "b".repeat(20_000);
+            (
+                format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n"),
+                431,
+            )
+        };
+        let mut stream = server.connect();
+        stream.write_all(head.as_bytes()).unwrap();
+        for piece in trailer.chunks(4096) {
+            if let Err(e) = stream.write_all(piece) {
+                panic!("request {i}: the server reset the connection while we sent: {e}");
+            }
+        }
+        let mut reader = BufReader::new(stream);
+        assert_eq!(
+            read_response(&mut reader, false).status,
+            status,
+            "request {i}"
+        );
+        let mut rest = Vec::new();
+        match reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(
+                rest.is_empty(),
+                "request {i}: {} bytes after the answer",
+                rest.len()
+            ),
+            Err(e) => panic!("request {i}: reset after the answer: {e}"),
+        }
+    }
+    // Still serving, and every lingering connection was closed.
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+}
 
 fn get_and_head(mode: &str) {
     let fx = Fixture::new();
@@ -982,6 +1276,8 @@ fn bad_arguments_fail_in_one_line() {
         &["--root", "/definitely/not/here"][..],
         &["--mode", "teleport"],
         &["--header-timeout", "soon"],
+        &["--copy-buffer", "0"],
+        &["--backlog", "0"],
     ] {
         let out = Command::new(BIN)
             .args(["--addr", "127.0.0.1:0"])
@@ -1066,4 +1362,134 @@ fn garbage_does_not_crash(mode: &str) {
     }
     assert_eq!(server.get("/hello.txt", "").status, 200);
     server.assert_fds_return_to(baseline);
+}
+
+/// 10,000 keep-alive connections at once: each makes a request and then stays open, idle,
+/// while 100 of them keep asking for two seconds; then every one of the 10,000 asks once more
+/// on its same connection. Every answer must be a 200 with the right body, the server must hold
+/// one fd per connection (it raised its own fd limit to do so), and it prints what a
+/// connection cost it in memory. Ignored by default (it needs 10,000 fds on each side and some
+/// seconds): `scripts/fileserve-10k.sh` runs it, and `loadgen http` beside it.
+#[test]
+#[ignore]
+fn ten_thousand_keep_alive_connections() {
+    const CONNECTIONS: usize = 10_000;
+    const ACTIVE: usize = 100;
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    assert!(
+        hard as usize > CONNECTIONS + 100,
+        "needs RLIMIT_NOFILE above {CONNECTIONS}"
+    );
+
+    let fx = Fixture::new();
+    let server = Server::start("sendfile", &fx.root(), &["--keepalive-timeout", "120s"]);
+    let request = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    let ask = |reader: &mut BufReader<TcpStream>| {
+        reader.get_mut().write_all(request).unwrap();
+        let answer = read_response(reader, false);
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (200, &b"hello world\n"[..])
+        );
+    };
+    // The baseline once the loop is up (its epoll fd is made after the listening line) and a
+    // first connection has come and gone.
+    assert_eq!(server.get("/hello.txt", "").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let fds_idle = server.open_fds();
+    let mut first = BufReader::new(server.connect());
+    ask(&mut first);
+    let rss_before = procfs::status(server.pid).unwrap().vm_rss_kib;
+
+    let started = Instant::now();
+    let mut conns = vec![first];
+    while conns.len() < CONNECTIONS {
+        let mut reader = BufReader::new(server.connect());
+        ask(&mut reader);
+        conns.push(reader);
+    }
+    let opened = started.elapsed();
+    server.assert_fds_return_to(fds_idle + CONNECTIONS); // one per connection, files closed
+    let rss_after = procfs::status(server.pid).unwrap().vm_rss_kib;
+
+    let busy_until = Instant::now() + Duration::from_secs(2);
+    let mut busy_requests = 0;
+    while Instant::now() < busy_until {
+        for reader in conns.iter_mut().step_by(CONNECTIONS / ACTIVE) {
+            ask(reader);
+            busy_requests += 1;
+        }
+    }
+    for reader in conns.iter_mut() {
+        ask(reader);
+    }
+    let summary = server.stop();
+    eprintln!(
+        "{CONNECTIONS} connections opened and answered in {:.1} s; {busy_requests} requests on {ACTIVE} of them \
+         in 2 s; then one more on each; server RSS {rss_before} KiB -> {rss_after} KiB, {:.2} KiB per connection; {}",
+        opened.as_secs_f64(),
+        (rss_after.saturating_sub(rss_before)) as f64 / (CONNECTIONS - 1) as f64,
+        summary.trim()
+    );
+    let expected = CONNECTIONS * 2 + busy_requests + 1;
+    assert!(
+        summary.contains(&format!(
+            " connections={} requests={expected} ",
+            CONNECTIONS + 1
+        )) && summary.contains(" errors=0 timeouts=0 "),
+        "{summary}"
+    );
+}
+
+/// The start-up hints: the strace line traces exactly what lab 06's README quotes, the loadgen
+/// line carries `--server-pid`, and the listening line comes last (on stdout) with loopback
+/// in place of a wildcard address.
+#[test]
+fn start_up_hints_match_the_lab() {
+    let fx = Fixture::new();
+    let mut child = Command::new(BIN)
+        .args(["--addr", "0.0.0.0:0", "--root"])
+        .arg(fx.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on 0.0.0.0:"), "{line}");
+    let pid = child.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut hints = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut hints)
+        .unwrap();
+    child.wait().unwrap();
+    let traced = |text: &str| {
+        let at = text.find("strace -f ").expect("a strace line");
+        let rest = &text[at..];
+        let start = rest.find("trace=").unwrap() + "trace=".len();
+        rest[start..].split_whitespace().next().unwrap().to_string()
+    };
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/06-fileserve/README.md"),
+    )
+    .unwrap();
+    assert_eq!(traced(&hints), traced(&readme), "{hints}");
+    assert!(hints.contains(&format!("--server-pid {pid}")), "{hints}");
+    assert!(
+        hints.contains("curl -v http://127.0.0.1:"),
+        "loopback, not 0.0.0.0: {hints}"
+    );
 }

@@ -119,9 +119,38 @@ fn epoll_lt_modifies_interest_for_the_large_message() {
 }
 
 #[test]
-fn epoll_et_drains_to_eagain_and_never_modifies() {
+fn epoll_et_stops_at_a_short_read_and_never_modifies() {
     let s = run_all("epoll-et");
     assert_echo_basics("epoll-et", &s);
+    assert_has(
+        &s,
+        "connect",
+        "epoll_ctl",
+        "EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET",
+    );
+    // "hello\n" is a short read (6 of 65536 bytes): the loop stops there, no EAGAIN read.
+    let line = step(&s, "send-line");
+    assert!(has(line, "recvfrom", "= 6"), "{}", show(line));
+    assert!(
+        !lines(line).any(|l| l.name == "recvfrom"
+            && l.text.contains(", 65536,")
+            && l.result.contains("EAGAIN")),
+        "a recvfrom = -1 EAGAIN after the short read:\n{}",
+        show(line)
+    );
+    for st in &s {
+        assert!(
+            !has(st, "epoll_ctl", "EPOLL_CTL_MOD"),
+            "step {}: EPOLL_CTL_MOD under ET",
+            st.id
+        );
+    }
+}
+
+#[test]
+fn epoll_et_drain_reads_to_eagain_and_never_modifies() {
+    let s = run_all("epoll-et-drain");
+    assert_echo_basics("epoll-et-drain", &s);
     assert_has(&s, "connect", "epoll_ctl", "EPOLLIN|EPOLLOUT|EPOLLET");
     assert_has(&s, "connect", "accept4", "EAGAIN");
     // The draining read on the client socket (the self-pipe's reads use a 64-byte buffer).

@@ -21,8 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Want,
+    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 use nix::errno::Errno;
 use nix::sys::select::{select, FdSet, FD_SETSIZE};
@@ -37,8 +36,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("echo-select", run(cli));
+    run_main(run);
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,6 +46,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
+    let listener_fd = server.listener.as_raw_fd();
+    let signals_fd = server.signals.wake_fd().as_raw_fd();
 
     // Indexed by fd, so `recvfrom(7, ...)` in strace is `conns[&7]` here.
     let mut conns: HashMap<RawFd, EchoConn> = HashMap::new();
@@ -67,22 +67,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         // select's first argument is the highest fd plus one: the kernel checks every fd
         // below it. (The listener and signal pipe are opened first, so they are lower.)
-        let mut nfds = server
-            .signals
-            .wake_fd()
-            .as_raw_fd()
-            .max(server.listener.as_raw_fd())
-            + 1;
+        let mut nfds = signals_fd.max(listener_fd) + 1;
         for conn in conns.values() {
-            nfds = nfds.max(conn.stream.as_raw_fd() + 1);
-            match conn.want() {
-                Want::Read => readable.insert(conn.stream.as_fd()),
-                Want::ReadWrite => {
-                    readable.insert(conn.stream.as_fd());
-                    writable.insert(conn.stream.as_fd());
-                }
-                Want::Write => writable.insert(conn.stream.as_fd()),
-                Want::Close => {}
+            let fd = conn.stream.as_fd();
+            nfds = nfds.max(fd.as_raw_fd() + 1);
+            let (read, write) = interest(conn.want());
+            if read {
+                readable.insert(fd);
+            }
+            if write {
+                writable.insert(fd);
             }
         }
         let mut timeout = match pause.wait_timeout_ms() {
@@ -95,35 +89,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
         // Test every fd we own against the answer: this scan, too, costs all the fds.
-        let signalled = readable.contains(server.signals.wake_fd());
-        let acceptable = readable.contains(server.listener.as_fd());
-        let ready: Vec<(RawFd, bool, bool)> = conns
-            .iter()
-            .map(|(&fd, conn)| {
-                (
-                    fd,
-                    readable.contains(conn.stream.as_fd()),
-                    writable.contains(conn.stream.as_fd()),
-                )
+        let owned = [server.signals.wake_fd(), server.listener.as_fd()];
+        let ready: Vec<(RawFd, bool)> = owned
+            .into_iter()
+            .chain(conns.values().map(|conn| conn.stream.as_fd()))
+            .filter_map(|fd| {
+                let can_read = readable.contains(fd);
+                (can_read || writable.contains(fd)).then_some((fd.as_raw_fd(), can_read))
             })
-            .filter(|&(_, r, w)| r || w)
             .collect();
 
-        if signalled && server.on_signal() {
-            break 'serve; // SIGINT or SIGTERM
-        }
-        if acceptable {
-            accept_all(&server, &mut conns, &mut pause, &mut refused_logged);
-        }
-        for (fd, can_read, _) in ready {
-            on_event(
-                &server.stats,
-                &mut conns,
-                &mut pause,
-                fd,
-                can_read,
-                &mut scratch,
-            );
+        for (fd, can_read) in ready {
+            match fd {
+                fd if fd == listener_fd => {
+                    accept_all(&server, &mut conns, &mut pause, &mut refused_logged)
+                }
+                fd if fd == signals_fd => {
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
+                    }
+                }
+                fd => on_event(&server, &mut conns, &mut pause, fd, can_read, &mut scratch),
+            }
         }
     }
     drop(conns); // close(2) every connection
@@ -131,8 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts every waiting connection. An fd that does not fit in an `fd_set` is closed at once:
-/// nix's `FdSet::insert` would panic on it, and C's `FD_SET` would write past the bitmap.
+/// Accepts every waiting connection (until EAGAIN). An fd that does not fit in an `fd_set` is
+/// closed at once: nix's `FdSet::insert` would panic on it, and C's `FD_SET` would write past
+/// the bitmap.
 fn accept_all(
     server: &Server,
     conns: &mut HashMap<RawFd, EchoConn>,
@@ -140,38 +128,28 @@ fn accept_all(
     refused_logged: &mut bool,
 ) {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) if stream.as_raw_fd() as usize >= FD_SETSIZE => {
-                if !std::mem::replace(refused_logged, true) {
-                    eprintln!(
-                        "echo-select: refusing connections on fd {} and above: select() cannot watch fds >= FD_SETSIZE ({FD_SETSIZE})",
-                        stream.as_raw_fd()
-                    );
-                }
-                Stats::add(&server.stats.refused, 1);
-                drop(stream); // close(2): the client sees end of file
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty | Accepted::Exhausted => return,
+        };
+        let fd = stream.as_raw_fd();
+        if fd as usize >= FD_SETSIZE {
+            if !std::mem::replace(refused_logged, true) {
+                let program = server.program();
+                eprintln!("{program}: refusing connections on fd {fd} and above: select() cannot watch fds >= FD_SETSIZE ({FD_SETSIZE})");
             }
-            Ok(stream) => {
-                conns.insert(
-                    stream.as_raw_fd(),
-                    EchoConn::new(stream, server.max_pending),
-                );
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("echo-select", &e);
-                return;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("echo-select: accept4: {e}"),
+            Stats::add(&server.stats.refused, 1);
+            continue; // drop: close(2), the client sees end of file
         }
+        let conn = EchoConn::new(stream, server.max_pending);
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One ready connection: read once if readable, write what is pending, close when done.
 fn on_event(
-    stats: &Stats,
+    server: &Server,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
@@ -181,6 +159,8 @@ fn on_event(
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
+    let stats = &server.stats;
+    // A closed or failed socket shows as readable; a read then reports EOF or the error.
     match conn.step(readable, scratch, stats) {
         Ok(Want::Close) => {}
         Ok(_) => return, // the next turn's sets ask for what `want()` says
@@ -188,4 +168,14 @@ fn on_event(
     }
     conns.remove(&fd);
     pause.resume();
+}
+
+/// The intent, in select's vocabulary: which of the two sets the fd goes in (read, write).
+fn interest(want: Want) -> (bool, bool) {
+    match want {
+        Want::Read => (true, false),
+        Want::ReadWrite => (true, true),
+        Want::Write => (false, true),
+        Want::Close => (false, false),
+    }
 }

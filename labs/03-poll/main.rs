@@ -19,8 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Want,
+    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -34,8 +33,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("echo-poll", run(cli));
+    run_main(run);
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -75,30 +73,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let ready: Vec<(RawFd, PollFlags)> = fds
             .iter()
             .filter_map(|p| {
-                Some((
-                    p.as_fd().as_raw_fd(),
-                    p.revents().filter(|r| !r.is_empty())?,
-                ))
+                let revents = p.revents().filter(|r| !r.is_empty())?;
+                Some((p.as_fd().as_raw_fd(), revents))
             })
             .collect();
         drop(fds);
 
         for (fd, revents) in ready {
-            if fd == signals_fd {
-                if server.on_signal() {
-                    break 'serve; // SIGINT or SIGTERM
+            match fd {
+                fd if fd == listener_fd => accept_all(&server, &mut conns, &mut pause),
+                fd if fd == signals_fd => {
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
+                    }
                 }
-            } else if fd == listener_fd {
-                accept_all(&server, &mut conns, &mut pause);
-            } else {
-                on_event(
-                    &server.stats,
-                    &mut conns,
-                    &mut pause,
-                    fd,
-                    revents,
-                    &mut scratch,
-                );
+                fd => on_event(&server, &mut conns, &mut pause, fd, revents, &mut scratch),
             }
         }
     }
@@ -107,31 +96,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts every waiting connection; it joins the array from the next turn on.
+/// Accepts every waiting connection (until EAGAIN); it joins the array from the next turn on.
 fn accept_all(server: &Server, conns: &mut HashMap<RawFd, EchoConn>, pause: &mut AcceptPause) {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) => {
-                conns.insert(
-                    stream.as_raw_fd(),
-                    EchoConn::new(stream, server.max_pending),
-                );
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("echo-poll", &e);
-                return;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("echo-poll: accept4: {e}"),
-        }
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty | Accepted::Exhausted => return,
+        };
+        let fd = stream.as_raw_fd();
+        let conn = EchoConn::new(stream, server.max_pending);
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One ready connection: read once if readable, write what is pending, close when done.
 fn on_event(
-    stats: &Stats,
+    server: &Server,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
@@ -141,6 +122,7 @@ fn on_event(
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
+    let stats = &server.stats;
     // POLLHUP and POLLERR come whether asked for or not; a read then reports EOF or the error.
     let readable = revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
     match conn.step(readable, scratch, stats) {

@@ -12,7 +12,7 @@
 //! between "read" and "read or write", which can make epoll slower than `poll` for a few busy
 //! connections.
 //!
-//! Level-triggered means "tell me again while it is still true": one `recvfrom` per wake-up is
+//! Level-triggered means "tell me again while it is true": one `recvfrom` per wake-up is
 //! enough, because unread bytes make the next `epoll_wait` return at once.
 //!
 //! Compare with the previous lab: `diff labs/03-poll/main.rs labs/04-epoll-lt/main.rs`.
@@ -23,8 +23,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use clap::Parser;
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Want,
+    run_main, AcceptPause, Accepted, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -38,8 +37,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("echo-epoll-lt", run(cli));
+    run_main(run);
 }
 
 /// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
@@ -96,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(Errno::EINTR) => continue, // a signal arrived; epoll_wait is never restarted
             Err(e) => return Err(e.into()),
         };
+        // Only the ready fds come back: nothing to scan.
         for event in &events[..ready] {
             match event.data() {
                 LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause),
@@ -105,14 +104,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 fd => on_event(
-                    &server.stats,
+                    &server,
                     &epoll,
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
                     event.events(),
                     &mut scratch,
-                )?,
+                ),
             }
         }
     }
@@ -121,7 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts every waiting connection and registers it for reading.
+/// Accepts every waiting connection (until EAGAIN; level-triggered would also come back for
+/// the rest) and registers each for reading.
 fn accept_all(
     server: &Server,
     epoll: &Epoll,
@@ -129,69 +129,67 @@ fn accept_all(
     pause: &mut AcceptPause,
 ) {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) => {
-                let fd = stream.as_raw_fd();
-                if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(Want::Read), fd as u64))
-                {
-                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
-                    eprintln!("echo-epoll-lt: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
-                    continue;
-                }
-                conns.insert(
-                    fd,
-                    Conn {
-                        echo: EchoConn::new(stream, server.max_pending),
-                        registered: Want::Read,
-                    },
-                );
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("echo-epoll-lt", &e);
-                return;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("echo-epoll-lt: accept4: {e}"),
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty | Accepted::Exhausted => return,
+        };
+        let fd = stream.as_raw_fd();
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(interest(Want::Read), fd as u64)) {
+            // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+            let program = server.program();
+            eprintln!("{program}: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+            continue;
         }
+        let conn = Conn {
+            echo: EchoConn::new(stream, server.max_pending),
+            registered: Want::Read,
+        };
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One ready connection: read once if readable, write what is pending, re-register on change.
 fn on_event(
-    stats: &Stats,
+    server: &Server,
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
     fd: RawFd,
     flags: EpollFlags,
     scratch: &mut [u8],
-) -> anyhow::Result<()> {
+) {
     let Some(conn) = conns.get_mut(&fd) else {
-        return Ok(());
+        return;
     };
+    let stats = &server.stats;
     // EPOLLHUP and EPOLLERR come whether asked for or not; a read then reports EOF or the error.
     let readable =
         flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
     match conn.echo.step(readable, scratch, stats) {
         Ok(Want::Close) => {}
+        Ok(want) if want == conn.registered => return,
+        // The wish changed: tell the kernel (EPOLL_CTL_MOD). If that fails (ENOMEM), this
+        // connection ends, as when its EPOLL_CTL_ADD failed.
         Ok(want) => {
-            if want != conn.registered {
-                epoll.modify(
-                    &conn.echo.stream,
-                    &mut EpollEvent::new(interest(want), fd as u64),
-                )?;
-                conn.registered = want;
+            let mut event = EpollEvent::new(interest(want), fd as u64);
+            match epoll.modify(&conn.echo.stream, &mut event) {
+                Ok(()) => {
+                    conn.registered = want;
+                    return;
+                }
+                Err(e) => {
+                    let program = server.program();
+                    eprintln!("{program}: epoll_ctl(EPOLL_CTL_MOD, {fd}): {e}; closing it");
+                    Stats::add(&stats.errors, 1);
+                }
             }
-            return Ok(());
         }
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
     }
     // Closing the fd also removes it from the epoll interest list (no other fd refers to it).
     conns.remove(&fd);
     pause.resume();
-    Ok(())
 }
 
 /// The intent, in epoll's vocabulary.

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin fileserve -- --root . --mode sendfile      # or --mode copy
 //! curl -v http://127.0.0.1:8080/Cargo.toml
-//! strace -f -e trace=openat2,sendfile,pread64,write,sendto,epoll_wait,epoll_ctl -p PID
+//! strace -f -e trace=openat2,newfstatat,getdents64,sendfile,pread64,write,sendto,recvfrom,shutdown,epoll_wait,epoll_ctl,close -p PID
 //! ```
 //!
 //! What to look for: one request for a 1 MiB file, in each mode.
@@ -17,42 +17,41 @@
 //!   buffer, and costs two syscalls per 64 KiB. That is the extra system CPU per GiB the
 //!   comparison script (scripts/compare-fileserve.sh) measures.
 //!
-//! Everything else is the same in both modes, and small: `openat2(..., RESOLVE_BENEATH)` opens
-//! the file so that no path a client sends can leave `--root` (see netlab_http::resolve), the
-//! HTTP parsing is in netlab_http, and the loop is epoll, **level-triggered**, as in lab 04: a
-//! connection is registered for EPOLLIN while it waits for a request and for EPOLLOUT while it
-//! sends one; pipelined requests wait in its input buffer and are answered in order.
+//! This file is an epoll loop that moves a file to a socket, two ways. What to answer (the
+//! status, the head, which range of which file) is decided in netlab_http::respond;
+//! `openat2(..., RESOLVE_BENEATH)` keeps every open inside `--root` (netlab_http::resolve).
+//! The loop is epoll, **level-triggered**, as in lab 04: a connection is registered for EPOLLIN
+//! while it waits for a request and for EPOLLOUT while it sends one; pipelined requests wait in
+//! its input buffer and are answered in order.
 //!
 //! Lessons on the side: delete a file while it downloads and the download completes (the open
 //! fd keeps the inode; `ls -l /proc/PID/fd` shows it `(deleted)`); truncate it and `sendfile`
 //! returns 0 before the end, so the connection is closed (waiting for EPOLLOUT again would
-//! spin: the socket stays writable).
+//! spin: the socket stays writable). And closing a socket with unread input makes the kernel
+//! send a RST, which can destroy the answer the client has not read yet: so a connection the
+//! server ends first *lingers* (netlab_http::connection says how).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, parse_duration, parse_size, AcceptPause, Listener,
-    Signals, Stream,
+    listen_tcp, parse_duration, parse_size, raise_fd_limit, run_main, AcceptPause, Accepted, Model,
+    Server, Stats, Summary,
 };
-use netlab_http::request::MAX_HEAD;
-use netlab_http::response::{error_response, http_date, not_modified_since};
+use netlab_http::connection::{Connection, Expired, Next, Timeouts};
+use netlab_http::response::error_response;
 use netlab_http::transfer::{send_bytes, Moved};
-use netlab_http::{
-    content_type, evaluate_range, parse_head, parse_target, Opened, Parsed, RangeDecision, Request,
-    ResponseHead, Root,
-};
+use netlab_http::{FileRange, Root, Site};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::stat::FileStat;
 
 /// Serve a directory over HTTP/1.1 from one epoll loop, with sendfile(2) or read(2)+write(2).
 #[derive(Parser)]
@@ -71,12 +70,17 @@ struct Cli {
     mode: Mode,
 
     /// listen(2) backlog (capped by the kernel at net.core.somaxconn).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
 
     /// --mode copy: the user-space buffer each connection reads into and writes from.
-    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_copy_buffer)]
     copy_buffer: usize,
+
+    /// Also serve names that start with a dot (.git, .env). Off by default (403): a file
+    /// server started in a repository must not publish the repository.
+    #[arg(long)]
+    allow_hidden: bool,
 
     /// A request head must be complete this long after its first byte (else 408 and close).
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
@@ -99,97 +103,92 @@ enum Mode {
     Copy,
 }
 
+/// `--copy-buffer`: at least one byte (0 could never move anything).
+fn parse_copy_buffer(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Err("must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("fileserve", run(cli));
+    run_main(run);
 }
 
 /// epoll hands back the 64-bit `data` we registered: the fd for connections, these for the rest.
 const LISTENER: u64 = u64::MAX;
 const SIGNALS: u64 = u64::MAX - 1;
 
-/// One connection: the socket, the bytes of requests not answered yet, the response being sent.
+/// One connection: its HTTP state (netlab_http::Connection: input, response, deadlines), the
+/// copy buffer, and the interest it is registered with, so `epoll_ctl` runs only on change.
 struct Conn {
-    stream: Stream,
-    /// Request bytes read but not yet parsed: a partial head, or pipelined requests.
-    input: Vec<u8>,
-    response: Option<Response>,
+    http: Connection,
     /// --mode copy only: the user-space buffer (allocated on the first body).
     copy: Option<CopyBuffer>,
     registered: EpollFlags,
-    /// The client shut down its sending side (read returned 0).
-    peer_closed: bool,
-    /// Since when this connection has waited for a request (keep-alive idle timeout).
-    idle_since: Instant,
-    /// When the first byte of the current, incomplete head arrived (header timeout).
-    head_started: Option<Instant>,
-    /// When the last response byte went out (send timeout).
-    last_progress: Instant,
-}
-
-/// A response: its head (with the whole body when it is short: errors, listings), then maybe a
-/// range of a file.
-struct Response {
-    head: Vec<u8>,
-    head_sent: usize,
-    body: Option<Body>,
-    keep_alive: bool,
-}
-
-/// The part of a file still to send: `pos..end`.
-struct Body {
-    file: File,
-    pos: u64,
-    end: u64,
 }
 
 /// How the loop's helpers see the server.
 struct Ctx {
     mode: Mode,
-    root: Root,
+    site: Site,
     copy_buffer: usize,
-    stats: Stats,
 }
 
+/// The summary line's fields: `connections=.. requests=.. bytes=.. errors=.. timeouts=..
+/// truncated=..`.
 #[derive(Default)]
-struct Stats {
-    connections: u64,
-    requests: u64,
-    bytes: u64,
-    errors: u64,
-    timeouts: u64,
-    truncated: u64,
+struct FileStats {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    truncated: AtomicU64,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let root = Root::new(&cli.root)
         .with_context(|| format!("cannot serve --root {}", cli.root.display()))?;
-    let listener = Listener::bind_tcp(cli.addr, cli.backlog).with_context(|| {
-        format!(
-            "cannot listen on {} (try another --addr, or port 0 for any free port)",
-            cli.addr
-        )
-    })?;
-    listener.set_nonblocking(true)?;
-    let signals = Signals::install().context("cannot install signal handlers")?;
-    let model = match cli.mode {
-        Mode::Sendfile => "fileserve-sendfile",
-        Mode::Copy => "fileserve-copy",
+    let model = Model {
+        name: match cli.mode {
+            Mode::Sendfile => "fileserve-sendfile",
+            Mode::Copy => "fileserve-copy",
+        },
+        trace:
+            "openat2,newfstatat,getdents64,sendfile,pread64,write,sendto,recvfrom,shutdown,epoll_wait,epoll_ctl,close",
     };
-    announce(&listener, model, &root);
+    let listener = listen_tcp(cli.addr, cli.backlog)?;
+    // One fd per connection and one per file being sent: take all the kernel allows.
+    let fd_limit = raise_fd_limit();
+    let served = root.path.display().to_string();
+    let server = Server::start_with(
+        model,
+        "fileserve",
+        listener,
+        FileStats::default(),
+        cli.backlog,
+        |target, pid| try_lines(target, pid, &served, fd_limit),
+    )?;
+    server.listener.set_nonblocking(true)?;
 
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
     epoll.add(
-        signals.wake_fd(),
+        &server.listener,
+        EpollEvent::new(EpollFlags::EPOLLIN, LISTENER),
+    )?;
+    epoll.add(
+        server.signals.wake_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, SIGNALS),
     )?;
 
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         mode: cli.mode,
-        root,
+        site: Site {
+            root,
+            allow_hidden: cli.allow_hidden,
+        },
         copy_buffer: cli.copy_buffer,
-        stats: Stats::default(),
     };
     let timeouts = Timeouts {
         header: cli.header_timeout,
@@ -212,7 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 EpollFlags::empty()
             };
-            epoll.modify(&listener, &mut EpollEvent::new(flags, LISTENER))?;
+            epoll.modify(&server.listener, &mut EpollEvent::new(flags, LISTENER))?;
         }
         let timeout = wait_timeout(&pause, &conns, next_sweep);
         let ready = match epoll.wait(&mut events, timeout) {
@@ -222,192 +221,149 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         for event in &events[..ready] {
             match event.data() {
-                LISTENER => accept_all(&listener, &epoll, &mut conns, &mut pause, &mut ctx)?,
+                LISTENER => accept_all(&server, &epoll, &mut conns, &mut pause),
                 SIGNALS => {
-                    signals.drain();
-                    if signals.take_report() {
-                        eprintln!("fileserve: {}", ctx.stats.line());
-                    }
-                    if signals.stop_requested() {
-                        break 'serve;
+                    if server.on_signal() {
+                        break 'serve; // SIGINT or SIGTERM
                     }
                 }
                 fd => on_event(
-                    &mut ctx,
+                    &ctx,
+                    &server.stats,
                     &epoll,
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
                     event.events(),
-                )?,
+                ),
             }
         }
         if Instant::now() >= next_sweep {
-            close_expired(&mut ctx, &mut conns, &mut pause, &timeouts);
+            close_expired(&server.stats, &mut conns, &mut pause, &timeouts);
             next_sweep = Instant::now() + timeouts.sweep_every();
         }
     }
     drop(conns); // close(2) every connection and every open file
-    println!("stopped model={model} {}", ctx.stats.line());
+    server.finish();
     Ok(())
 }
 
-/// Accepts every waiting connection and registers it for reading its first request.
+/// Accepts every waiting connection (until EAGAIN) and registers it for reading its first
+/// request.
 fn accept_all(
-    listener: &Listener,
+    server: &Server<FileStats>,
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
-    ctx: &mut Ctx,
-) -> anyhow::Result<()> {
+) {
     loop {
-        match listener.accept_nonblocking() {
-            Ok(stream) => {
-                let fd = stream.as_raw_fd();
-                // A short last segment (a 304, the end of a file) must not wait for the ACK of
-                // the one before it (Nagle): on keep-alive that costs a delayed ACK, ~40 ms.
-                let _ = nix::sys::socket::setsockopt(
-                    &stream,
-                    nix::sys::socket::sockopt::TcpNoDelay,
-                    &true,
-                );
-                epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64))?;
-                let now = Instant::now();
-                conns.insert(
-                    fd,
-                    Conn {
-                        stream,
-                        input: Vec::new(),
-                        response: None,
-                        copy: None,
-                        registered: EpollFlags::EPOLLIN,
-                        peer_closed: false,
-                        idle_since: now,
-                        head_started: None,
-                        last_progress: now,
-                    },
-                );
-                ctx.stats.connections += 1;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("fileserve", &e);
-                return Ok(());
-            }
-            Err(e) => eprintln!("fileserve: accept4: {e}"),
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty | Accepted::Exhausted => return,
+        };
+        let fd = stream.as_raw_fd();
+        // A short last segment (a 304, the end of a file) must not wait for the ACK of the one
+        // before it (Nagle): on keep-alive that costs a delayed ACK, ~40 ms.
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        if let Err(e) = epoll.add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, fd as u64)) {
+            // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+            eprintln!("fileserve: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+            continue;
         }
+        let conn = Conn {
+            http: Connection::new(stream),
+            copy: None,
+            registered: EpollFlags::EPOLLIN,
+        };
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One ready connection: read a request if it waits for one, send what is due, and register
 /// for whichever it needs next.
 fn on_event(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
+    stats: &FileStats,
     epoll: &Epoll,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
     fd: RawFd,
     flags: EpollFlags,
-) -> anyhow::Result<()> {
+) {
     let Some(conn) = conns.get_mut(&fd) else {
-        return Ok(());
+        return;
     };
     // EPOLLHUP and EPOLLERR come whether asked for or not; the next read or send reports them.
     let readable =
         flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-    match serve(ctx, conn, readable) {
-        Ok(true) => {
-            let want = interest(conn);
-            if want != conn.registered {
-                epoll.modify(&conn.stream, &mut EpollEvent::new(want, fd as u64))?;
-                conn.registered = want;
-            }
-            return Ok(());
+    let result = if conn.http.is_lingering() {
+        Ok(conn.http.linger())
+    } else {
+        serve(ctx, stats, conn, readable)
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => return close(conns, pause, fd),
+        // ECONNRESET, EPIPE: only this connection ends.
+        Err(_) => {
+            Stats::add(&stats.errors, 1);
+            return close(conns, pause, fd);
         }
-        Ok(false) => {}
-        Err(_) => ctx.stats.errors += 1, // ECONNRESET, EPIPE: only this connection ends
     }
-    conns.remove(&fd); // close(2): also leaves the epoll interest list, and closes the file
+    let want = interest(conn);
+    if want != conn.registered {
+        if let Err(e) = epoll.modify(&conn.http.stream, &mut EpollEvent::new(want, fd as u64)) {
+            // ENOMEM: this connection only, as for a failed add.
+            eprintln!("fileserve: epoll_ctl(EPOLL_CTL_MOD, {fd}): {e}; closing it");
+            return close(conns, pause, fd);
+        }
+        conn.registered = want;
+    }
+}
+
+/// `close(2)`: also leaves the epoll interest list, and closes the file being sent.
+fn close(conns: &mut HashMap<RawFd, Conn>, pause: &mut AcceptPause, fd: RawFd) {
+    conns.remove(&fd);
     pause.resume();
-    Ok(())
 }
 
 /// Reads (once: level-triggered), then answers complete requests in the order they came until
 /// the socket is full or no complete request is left. Returns false when the connection is done.
-fn serve(ctx: &mut Ctx, conn: &mut Conn, readable: bool) -> io::Result<bool> {
-    if conn.response.is_none() && readable {
-        read_requests(conn)?;
+fn serve(ctx: &Ctx, stats: &FileStats, conn: &mut Conn, readable: bool) -> io::Result<bool> {
+    if conn.http.response.is_none() && readable {
+        conn.http.read_requests()?;
     }
     loop {
-        if conn.response.is_none() {
-            let response = match parse_head(&conn.input) {
-                Parsed::Incomplete => return Ok(!conn.peer_closed),
-                Parsed::Complete(request, used) => {
-                    conn.input.drain(..used);
-                    ctx.stats.requests += 1;
-                    respond(ctx, &request)
-                }
-                // A bad head: say why, and close (we cannot tell where the next request starts).
-                Parsed::Error(status) => {
-                    conn.input.clear();
-                    short_response(status, &[], true, false)
-                }
-            };
-            conn.head_started = (!conn.input.is_empty()).then(Instant::now);
-            conn.response = Some(response);
+        if conn.http.response.is_none() {
+            match conn.http.next_response(&ctx.site) {
+                Next::Respond { request } => Stats::add(&stats.requests, request as u64),
+                Next::Wait => return Ok(true),
+                Next::Close => return Ok(false),
+            }
         }
-        match send_response(ctx, conn)? {
+        match send_response(ctx, stats, conn)? {
             Sent::Blocked => return Ok(true),
             Sent::Truncated => {
-                ctx.stats.truncated += 1;
+                Stats::add(&stats.truncated, 1);
                 return Ok(false);
             }
-            Sent::Done => {
-                let keep_alive = conn.response.take().is_some_and(|r| r.keep_alive);
-                if !keep_alive {
-                    return Ok(false);
-                }
-                conn.idle_since = Instant::now();
-            }
+            // The connection ends after this answer: it lingers (EPOLLIN) until the client
+            // closes, unless the client closed first.
+            Sent::Done if !conn.http.sent() => return Ok(conn.http.is_lingering()),
+            Sent::Done => {}
         }
     }
 }
 
 /// The intent, in epoll's vocabulary: a response in flight waits for room in the socket
-/// buffer; otherwise wait for the next request's bytes.
+/// buffer; otherwise wait for the next request's bytes (or, lingering, for bytes to discard).
 fn interest(conn: &Conn) -> EpollFlags {
-    if conn.response.is_some() {
+    if conn.http.response.is_some() {
         EpollFlags::EPOLLOUT
     } else {
         EpollFlags::EPOLLIN
     }
-}
-
-/// One `recvfrom` into the connection's input buffer, which never grows past the head limit.
-fn read_requests(conn: &mut Conn) -> io::Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let room = (MAX_HEAD + 1024)
-        .saturating_sub(conn.input.len())
-        .min(chunk.len());
-    if room == 0 {
-        return Ok(()); // parse_head will say 431
-    }
-    match (&conn.stream).read(&mut chunk[..room]) {
-        Ok(0) => conn.peer_closed = true,
-        Ok(n) => {
-            if conn.input.is_empty() {
-                conn.head_started = Some(Instant::now());
-            }
-            conn.input.extend_from_slice(&chunk[..n]);
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,13 +374,13 @@ fn read_requests(conn: &mut Conn) -> io::Result<()> {
 
 /// A connection's body is sent in calls of at most this many bytes, and once this many (or a
 /// little more) went out in one turn of the loop, the next ready connection gets its turn
-/// (nginx's `sendfile_max_chunk` is 2m as well). Linux caps one `sendfile` at 0x7ffff000 bytes
-/// (`netlab_http::transfer::SENDFILE_MAX`); at 2 MiB a call never comes near it.
+/// (nginx's `sendfile_max_chunk` is 2m as well). Linux caps one `sendfile` at 0x7ffff000
+/// bytes; at 2 MiB a call never comes near it.
 const TURN_BYTES: usize = 2 << 20;
 
 /// `--mode sendfile`: one syscall, no buffer. The kernel takes the pages from the page cache
 /// and queues them on the socket; `offset` is ours and 64-bit, so files past 4 GiB work.
-fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> {
+fn send_body_sendfile(socket: BorrowedFd, body: &mut FileRange) -> io::Result<Moved> {
     let count = (body.end - body.pos).min(TURN_BYTES as u64) as usize;
     let mut offset = body.pos as libc::off64_t;
     match nix::sys::sendfile::sendfile64(socket, &body.file, Some(&mut offset), count) {
@@ -445,7 +401,7 @@ fn send_body_sendfile(socket: BorrowedFd, body: &mut Body) -> io::Result<Moved> 
 /// did not take stays in the buffer for the next EPOLLOUT.
 fn send_body_copy(
     socket: BorrowedFd,
-    body: &mut Body,
+    body: &mut FileRange,
     buffer: &mut CopyBuffer,
 ) -> io::Result<Moved> {
     if buffer.pending().is_empty() {
@@ -495,39 +451,42 @@ enum Sent {
 }
 
 /// Sends the head, then the body in the chosen mode, until done or EAGAIN.
-fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
-    let Conn {
+fn send_response(ctx: &Ctx, stats: &FileStats, conn: &mut Conn) -> io::Result<Sent> {
+    let Connection {
         stream,
         response,
-        copy,
         last_progress,
         ..
-    } = conn;
+    } = &mut conn.http;
     let Some(response) = response.as_mut() else {
         return Ok(Sent::Done);
     };
     let socket = stream.as_fd();
-    while response.head_sent < response.head.len() {
-        // A plain send: with MSG_MORE the sendfile behind it cost 1.7x the CPU (see
-        // netlab_http::transfer).
-        match send_bytes(socket, &response.head[response.head_sent..])? {
-            Moved::Bytes(n) => response.head_sent += n,
-            _ => return Ok(Sent::Blocked),
+    // The head (a plain send: with MSG_MORE the sendfile behind it cost 1.7x the CPU, see
+    // netlab_http::transfer), then the pieces of a listing as `refill` makes them.
+    loop {
+        while response.head_sent < response.head.len() {
+            match send_bytes(socket, &response.head[response.head_sent..])? {
+                Moved::Bytes(n) => response.head_sent += n,
+                _ => return Ok(Sent::Blocked),
+            }
+            *last_progress = Instant::now();
         }
-        *last_progress = Instant::now();
+        if !response.refill() {
+            break;
+        }
     }
     let Some(body) = response.body.as_mut() else {
         return Ok(Sent::Done);
     };
-    let buffer = match ctx.mode {
+    let mut buffer = match ctx.mode {
         Mode::Sendfile => None,
-        Mode::Copy => Some(copy.get_or_insert_with(|| CopyBuffer {
-            data: vec![0; ctx.copy_buffer.max(1)],
+        Mode::Copy => Some(conn.copy.get_or_insert_with(|| CopyBuffer {
+            data: vec![0; ctx.copy_buffer],
             start: 0,
             end: 0,
         })),
     };
-    let mut buffer = buffer;
     let mut this_turn = 0usize;
     loop {
         if this_turn >= TURN_BYTES {
@@ -544,7 +503,7 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
         match step {
             Moved::Bytes(n) => {
                 this_turn += n;
-                ctx.stats.bytes += n as u64;
+                Stats::add(&stats.bytes, n as u64);
                 *last_progress = Instant::now();
             }
             Moved::WouldBlock => return Ok(Sent::Blocked),
@@ -554,171 +513,8 @@ fn send_response(ctx: &mut Ctx, conn: &mut Conn) -> io::Result<Sent> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP: what to answer. No I/O on the socket here; only opens and stats of files.
-// ---------------------------------------------------------------------------------------------
-
-/// Builds the response to one request.
-fn respond(ctx: &Ctx, request: &Request) -> Response {
-    // This server reads no request bodies: answer, then close, so a body is never taken for
-    // the next request.
-    let keep_alive = request.keep_alive() && !request.has_body();
-    let head_only = request.method == "HEAD";
-    if request.method != "GET" && !head_only {
-        return short_response(405, &[("Allow", "GET, HEAD".into())], true, keep_alive);
-    }
-    let Ok(target) = parse_target(&request.target) else {
-        return short_response(400, &[], !head_only, false);
-    };
-    let relative = target.relative_path();
-    match ctx.root.open(&relative) {
-        // `/file.txt/` asks for a directory: a file is not one.
-        Ok(Opened::File(..)) if target.trailing_slash => {
-            short_response(404, &[], !head_only, keep_alive)
-        }
-        Ok(Opened::File(file, stat)) => {
-            file_response(request, &relative, file, &stat, head_only, keep_alive)
-        }
-        Ok(Opened::Dir) if !target.trailing_slash => {
-            // `/sub` names a directory: send the client to `/sub/`, or relative links in the
-            // listing or index.html would resolve against the parent.
-            let location = target.directory_location();
-            short_response(301, &[("Location", location)], !head_only, keep_alive)
-        }
-        Ok(Opened::Dir) => {
-            let index = relative.join("index.html");
-            match ctx.root.open(&index) {
-                Ok(Opened::File(file, stat)) => {
-                    file_response(request, &index, file, &stat, head_only, keep_alive)
-                }
-                _ => listing_response(
-                    ctx,
-                    &relative,
-                    &target.display_path(),
-                    head_only,
-                    keep_alive,
-                ),
-            }
-        }
-        Err(refusal) => short_response(refusal.status(), &[], !head_only, keep_alive),
-    }
-}
-
-/// 200 with the whole file, 206 with one range, 304 if unchanged, or 416.
-fn file_response(
-    request: &Request,
-    path: &Path,
-    file: File,
-    stat: &FileStat,
-    head_only: bool,
-    keep_alive: bool,
-) -> Response {
-    let len = stat.st_size as u64;
-    let last_modified = http_date(stat.st_mtime);
-    if not_modified_since(request.header("if-modified-since"), stat.st_mtime) {
-        let head = ResponseHead::new(304)
-            .header("Last-Modified", &last_modified)
-            .finish(keep_alive);
-        return Response::new(head, None, keep_alive);
-    }
-    // If-Range: the range holds only if the client's copy is this version of the file.
-    let range = match request.header("if-range") {
-        Some(date) if date != last_modified => RangeDecision::Full,
-        _ => evaluate_range(request.header("range"), len),
-    };
-    let (status, start, end) = match range {
-        RangeDecision::Full => (200, 0, len),
-        RangeDecision::Partial { start, end } => (206, start, end + 1),
-        RangeDecision::Unsatisfiable => {
-            let range = ("Content-Range", format!("bytes */{len}"));
-            return short_response(416, &[range], !head_only, keep_alive);
-        }
-    };
-    let mut head = ResponseHead::new(status)
-        .header("Content-Type", content_type(path))
-        .header("Content-Length", end - start)
-        .header("Last-Modified", &last_modified)
-        .header("Accept-Ranges", "bytes");
-    if status == 206 {
-        head = head.header("Content-Range", format!("bytes {start}-{}/{len}", end - 1));
-    }
-    let body = (!head_only && end > start).then_some(Body {
-        file,
-        pos: start,
-        end,
-    });
-    Response::new(head.finish(keep_alive), body, keep_alive)
-}
-
-/// 200 with a plain HTML list of the directory's entries.
-fn listing_response(
-    ctx: &Ctx,
-    relative: &Path,
-    display_path: &str,
-    head_only: bool,
-    keep_alive: bool,
-) -> Response {
-    let html = match ctx.root.open_dir(relative) {
-        Ok(dir) => match netlab_http::listing::render(dir, display_path) {
-            Ok(html) => html,
-            Err(_) => return short_response(403, &[], !head_only, keep_alive),
-        },
-        Err(refusal) => return short_response(refusal.status(), &[], !head_only, keep_alive),
-    };
-    let mut head = ResponseHead::new(200)
-        .header("Content-Type", "text/html; charset=utf-8")
-        .header("Content-Length", html.len())
-        .finish(keep_alive);
-    if !head_only {
-        head.extend_from_slice(html.as_bytes());
-    }
-    Response::new(head, None, keep_alive)
-}
-
-/// An error or redirect: the head and a one-line body, all in one buffer.
-fn short_response(
-    status: u16,
-    extra: &[(&str, String)],
-    with_body: bool,
-    keep_alive: bool,
-) -> Response {
-    // After a client error in the request itself (400, 414, 431, 505) we cannot trust where the
-    // next request would start: close.
-    let keep_alive = keep_alive && !matches!(status, 400 | 408 | 414 | 431 | 505);
-    Response::new(
-        error_response(status, extra, with_body, keep_alive),
-        None,
-        keep_alive,
-    )
-}
-
-impl Response {
-    fn new(head: Vec<u8>, body: Option<Body>, keep_alive: bool) -> Response {
-        Response {
-            head,
-            head_sent: 0,
-            body,
-            keep_alive,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timeouts: a slow client must not hold a connection (and its fd and file) for ever.
 // ---------------------------------------------------------------------------------------------
-
-struct Timeouts {
-    header: Duration,
-    send: Duration,
-    idle: Duration,
-}
-
-impl Timeouts {
-    /// Connections are checked this often: a quarter of the shortest timeout, 50 ms to 1 s.
-    fn sweep_every(&self) -> Duration {
-        (self.header.min(self.send).min(self.idle) / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1))
-    }
-}
 
 /// How long `epoll_wait` may sleep: until the next sweep if any connection is open, else as
 /// the accept pause says (-1: until something happens).
@@ -738,58 +534,57 @@ fn wait_timeout(
     EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE)
 }
 
-/// Closes connections past a deadline. A head that never completes gets a 408 first (best
-/// effort: one non-blocking send); the others are simply closed.
+/// Closes connections past a deadline (netlab_http::Connection::expired). A head that never
+/// completes gets a 408 first (best effort: one non-blocking send). A lingering connection was
+/// answered, so its end is no timeout.
 fn close_expired(
-    ctx: &mut Ctx,
+    stats: &FileStats,
     conns: &mut HashMap<RawFd, Conn>,
     pause: &mut AcceptPause,
     timeouts: &Timeouts,
 ) {
     let now = Instant::now();
-    let expired: Vec<RawFd> = conns
+    let expired: Vec<(RawFd, Expired)> = conns
         .iter()
-        .filter(|(_, c)| match (&c.response, c.head_started) {
-            (Some(_), _) => now - c.last_progress > timeouts.send,
-            (None, Some(started)) => now - started > timeouts.header,
-            (None, None) => now - c.idle_since > timeouts.idle,
-        })
-        .map(|(&fd, _)| fd)
+        .filter_map(|(&fd, c)| Some((fd, c.http.expired(now, timeouts)?)))
         .collect();
-    for fd in expired {
-        if let Some(conn) = conns.remove(&fd) {
-            if conn.response.is_none() && conn.head_started.is_some() {
-                let _ = send_bytes(conn.stream.as_fd(), &error_response(408, &[], true, false));
-            }
-            ctx.stats.timeouts += 1;
-            pause.resume();
+    for (fd, why) in expired {
+        if why == Expired::Header {
+            let conn = &conns[&fd];
+            let _ = send_bytes(
+                conn.http.stream.as_fd(),
+                &error_response(408, &[], true, false),
+            );
         }
+        if why != Expired::Lingering {
+            Stats::add(&stats.timeouts, 1);
+        }
+        close(conns, pause, fd);
     }
 }
 
-impl Stats {
+impl Summary for FileStats {
     fn line(&self) -> String {
+        let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         format!(
             "connections={} requests={} bytes={} errors={} timeouts={} truncated={}",
-            self.connections, self.requests, self.bytes, self.errors, self.timeouts, self.truncated
+            get(&self.connections),
+            get(&self.requests),
+            get(&self.bytes),
+            get(&self.errors),
+            get(&self.timeouts),
+            get(&self.truncated)
         )
     }
 }
 
-/// The "listening" line on stdout (scripts parse it), then things to try on stderr.
-fn announce(listener: &Listener, model: &str, root: &Root) {
-    let pid = std::process::id();
-    let addr = listener.address();
-    println!("listening on {addr} pid={pid} model={model}");
-    let _ = io::Write::flush(&mut io::stdout());
-    eprintln!(
-        "fileserve: pid {pid}, serving {} on http://{addr}/. Try:",
-        root.path.display()
-    );
-    eprintln!("  curl -v http://{addr}/                      the listing (or index.html)");
-    eprintln!(
-        "  curl -s -o /dev/null -r 0-99 -w '%{{http_code}}\\n' http://{addr}/FILE   a range: 206"
-    );
-    eprintln!("  strace -f -e trace=openat2,sendfile,pread64,write,sendto,epoll_wait -p {pid}");
-    eprintln!("  kill -USR1 {pid}   print the counters;   Ctrl-C or kill {pid}   stop");
+/// The first things to try, printed at start before the strace and kill lines every server
+/// prints.
+fn try_lines(target: &str, pid: u32, served: &str, fd_limit: u64) -> Vec<String> {
+    vec![
+        format!("curl -v http://{target}/                      the listing of {served} (or its index.html)"),
+        format!("curl -s -o /dev/null -r 0-99 -w '%{{http_code}}\\n' http://{target}/FILE   a range: 206"),
+        format!("cargo run --release --bin loadgen -- http http://{target}/FILE -c 8 -d 10s --server-pid {pid}"),
+        format!("(open files limit raised to {fd_limit}: about that many connections at once)"),
+    ]
 }

@@ -9,7 +9,8 @@
 //! BSDs and macOS, and IOCP on Windows. On Linux it *is* epoll, edge-triggered, and only that:
 //! strace shows the same calls as lab 05, each socket added once with
 //! `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET` (mio adds `EPOLLRDHUP` to notice a peer's half-close).
-//! So the same rule holds: after every event, drain the socket until EAGAIN.
+//! So the same rule holds: after every event, drain the socket (to EAGAIN with
+//! `--drain-to-eagain`, by default to a short read, as lab 05 explains).
 //!
 //! mio's vocabulary: a `Poll` owns the epoll instance, its `Registry` adds sources with an
 //! `Interest` and a `Token` (the 64-bit `data` of epoll), and `poll()` fills `Events`.
@@ -22,12 +23,12 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 
 use clap::Parser;
+use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use netlab_core::echo::READ_CHUNK;
 use netlab_core::{
-    exit_on_error, is_fd_exhausted, parse_args, AcceptPause, EchoConn, Model, Server, ServerArgs,
-    Stats, Want,
+    run_main, AcceptPause, Accepted, Drain, EchoConn, Model, Server, ServerArgs, Stats, Want,
 };
 
 /// Echo server on mio: epoll, edge-triggered, behind a portable API.
@@ -36,11 +37,16 @@ use netlab_core::{
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// The textbook loop: read until EAGAIN, one more recvfrom per wake-up. By default a short
+    /// read (fewer bytes than asked for) ends the draining: the socket was empty then, and
+    /// later bytes raise a new edge.
+    #[arg(long)]
+    drain_to_eagain: bool,
 }
 
 fn main() {
-    let cli: Cli = parse_args();
-    exit_on_error("echo-mio", run(cli));
+    run_main(run);
 }
 
 /// A `Token` is epoll's `data`: the fd for connections, these for the rest.
@@ -54,6 +60,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     server.listener.set_nonblocking(true)?;
+    let drain = if cli.drain_to_eagain {
+        Drain::ToEagain
+    } else {
+        Drain::UntilShortRead
+    };
 
     let mut poll = Poll::new()?;
     let registry = poll.registry();
@@ -62,8 +73,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         LISTENER,
         Interest::READABLE,
     )?;
-    let signals_fd = server.signals.wake_fd().as_raw_fd();
-    registry.register(&mut SourceFd(&signals_fd), SIGNALS, Interest::READABLE)?;
+    registry.register(
+        &mut SourceFd(&server.signals.wake_fd().as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
 
     // Indexed by fd, so `recvfrom(7, ...)` in strace is `conns[&7]` here.
     let mut conns: HashMap<RawFd, EchoConn> = HashMap::new();
@@ -88,6 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
+        // Only the fds that changed come back, once each.
         for event in events.iter() {
             match event.token() {
                 LISTENER => {
@@ -99,11 +114,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 Token(fd) => on_event(
-                    &server.stats,
+                    &server,
                     &mut conns,
                     &mut pause,
                     fd as RawFd,
+                    event,
                     &mut scratch,
+                    drain,
                 ),
             }
         }
@@ -113,8 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts until EAGAIN: the edge announced "at least one", and there may be many. Returns true
-/// when EMFILE left connections waiting in the queue.
+/// Accepts until EAGAIN: the edge announced "at least one", and there may be many. Registers
+/// each once, for both directions. Returns true when EMFILE left connections in the queue.
 fn accept_all(
     server: &Server,
     registry: &Registry,
@@ -122,46 +139,48 @@ fn accept_all(
     pause: &mut AcceptPause,
 ) -> bool {
     loop {
-        match server.listener.accept_nonblocking() {
-            Ok(stream) => {
-                let fd = stream.as_raw_fd();
-                // Registered once for both directions; never modified.
-                if let Err(e) =
-                    registry.register(&mut SourceFd(&fd), Token(fd as usize), interest())
-                {
-                    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
-                    eprintln!("echo-mio: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
-                    continue;
-                }
-                conns.insert(fd, EchoConn::new(stream, server.max_pending));
-                Stats::add(&server.stats.connections, 1);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(e) if is_fd_exhausted(&e) => {
-                pause.pause("echo-mio", &e);
-                return true;
-            }
-            // ECONNABORTED and friends: that one connection is gone, the next may be fine.
-            Err(e) => eprintln!("echo-mio: accept4: {e}"),
+        let stream = match server.accept_next(pause) {
+            Accepted::Stream(stream) => stream,
+            Accepted::Empty => return false,
+            Accepted::Exhausted => return true,
+        };
+        let fd = stream.as_raw_fd();
+        if let Err(e) = registry.register(&mut SourceFd(&fd), Token(fd as usize), interest()) {
+            // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: this connection only.
+            let program = server.program();
+            eprintln!("{program}: epoll_ctl(EPOLL_CTL_ADD, {fd}): {e}; closing it");
+            continue;
         }
+        let conn = EchoConn::new(stream, server.max_pending);
+        conns.insert(fd, conn);
+        Stats::add(&server.stats.connections, 1);
     }
 }
 
 /// One connection had an event: echo until the socket says EAGAIN, close when done.
 fn on_event(
-    stats: &Stats,
+    server: &Server,
     conns: &mut HashMap<RawFd, EchoConn>,
     pause: &mut AcceptPause,
     fd: RawFd,
+    event: &Event,
     scratch: &mut [u8],
+    drain: Drain,
 ) {
     let Some(conn) = conns.get_mut(&fd) else {
         return;
     };
-    // mio is edge-triggered: drain to EAGAIN (EchoConn::drain), or the rest is never reported.
-    match conn.drain(scratch, stats) {
+    let stats = &server.stats;
+    // A FIN that came with the last bytes raises no edge of its own after the short read that
+    // took them: mio's read-closed (EPOLLRDHUP) says it is there, so then read on until EOF.
+    let closed = event.is_read_closed() || event.is_error();
+    let drain = if closed { Drain::ToEagain } else { drain };
+    // mio is edge-triggered: drain the socket (EchoConn::drain: to EAGAIN, or to a short
+    // read), or the rest is never reported.
+    let result = conn.drain(scratch, stats, drain);
+    match result {
         Ok(Want::Close) => {}
-        Ok(_) => return,                        // the next event brings us back
+        Ok(_) => return, // registered for both directions: the next event brings us back
         Err(_) => Stats::add(&stats.errors, 1), // ECONNRESET, EPIPE: only this connection ends
     }
     // Closing the fd also removes it from the epoll interest list (no other fd refers to it).

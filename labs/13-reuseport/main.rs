@@ -95,7 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // spread too: thread 0 serves the one Server::start keeps, the others bind their own on the
     // same port (port 0 has become a real one by then). A Unix socket is shared instead.
     let mut own_listeners = Vec::new();
-    let server = Server::start_with(model, &cli.server, |addr, backlog| {
+    let server = Server::start_binding(model, &cli.server, |addr, backlog| {
         let first = bind_first(addr, backlog)?;
         let addr = SocketAddr::new(addr.ip(), first.client_address()?.port());
         for _ in 1..threads {

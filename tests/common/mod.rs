@@ -320,6 +320,7 @@ impl Launch {
         self
     }
 
+    #[allow(unsafe_code)] // pre_exec: the workspace denies unsafe outside netlab-core
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);

@@ -26,6 +26,15 @@ pub enum Step {
     Eof,
 }
 
+/// When [`EchoConn::drain`] stops reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// The textbook rule: read until `read` says EAGAIN.
+    ToEagain,
+    /// Stop after a short read (fewer bytes than asked for), or at EAGAIN.
+    UntilShortRead,
+}
+
 /// What a connection is waiting for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -126,12 +135,21 @@ impl EchoConn {
     /// stuck: the read side at EAGAIN (or at the unsent cap, or end of file), the write side at
     /// EAGAIN (or with nothing left to send). An edge is reported once: whatever is left behind
     /// here, no later wait will mention. Echoed bytes are counted in `stats`.
-    pub fn drain(&mut self, scratch: &mut [u8], stats: &Stats) -> io::Result<Want> {
+    ///
+    /// With [`Drain::UntilShortRead`] the read side also counts as stuck after a read that
+    /// returned less than `scratch` holds: the socket was empty at that moment, and a byte
+    /// arriving after it raises a new edge (Netty's rule; `tests/et_short_read.rs`). That saves
+    /// the `recvfrom` that would only say EAGAIN.
+    pub fn drain(&mut self, scratch: &mut [u8], stats: &Stats, rule: Drain) -> io::Result<Want> {
         let mut read_blocked = false;
         loop {
             let may_read = matches!(self.want(), Want::Read | Want::ReadWrite);
-            if may_read && !read_blocked && self.read_once(scratch)? == Step::WouldBlock {
-                read_blocked = true;
+            if may_read && !read_blocked {
+                read_blocked = match self.read_once(scratch)? {
+                    Step::WouldBlock => true,
+                    Step::Moved(n) => rule == Drain::UntilShortRead && n < scratch.len(),
+                    Step::Eof => false, // want() is Write or Close from here on
+                };
             }
             let wrote = self.write_once()?;
             if let Step::Moved(n) = wrote {

@@ -14,7 +14,8 @@
 //! | [`process`]  | `fork` and friends, the one place process creation is `unsafe`         |
 //! | [`uring`]    | io_uring with buffers that move in and out: the completion lab's `unsafe` |
 //!
-//! Raw libc calls and `unsafe` stay in this crate, each with a `// SAFETY:` reason.
+//! Raw libc calls and `unsafe` stay in this crate, each with a `// SAFETY:` reason: the
+//! workspace denies `unsafe_code` everywhere else, and this crate's Cargo.toml allows it.
 
 pub mod cli;
 pub mod echo;
@@ -27,7 +28,9 @@ pub mod signals;
 pub mod uring;
 
 pub use cli::{parse_args, parse_duration, parse_size, ServerArgs};
-pub use echo::{EchoConn, Step, Want};
+pub use echo::{Drain, EchoConn, Step, Want};
 pub use listener::{is_fd_exhausted, AcceptPause, Listener, Stream};
-pub use server::{exit_on_error, Model, Server, Stats};
+pub use server::{
+    exit_on_error, listen_tcp, raise_fd_limit, run_main, Accepted, Model, Server, Stats, Summary,
+};
 pub use signals::Signals;

@@ -108,14 +108,6 @@ pub fn clock_ticks_per_second() -> u64 {
     }
 }
 
-/// `sysconf(_SC_PAGESIZE)`: the unit of [`ProcStat::rss_pages`].
-pub fn page_size() -> u64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
-        Ok(Some(size)) if size > 0 => size as u64,
-        _ => 4096,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

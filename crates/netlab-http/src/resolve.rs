@@ -58,7 +58,7 @@ impl Refusal {
             Refusal::NotFound => 404,
             Refusal::Forbidden => 403,
             Refusal::TooLong => 414,
-            Refusal::Io(e) if crate::response::is_resource_exhausted(e) => 503,
+            Refusal::Io(e) if netlab_core::is_fd_exhausted(e) => 503,
             Refusal::Io(_) => 500,
         }
     }

@@ -1,7 +1,6 @@
 //! Response heads: the status line, headers, the empty line; and the short error responses.
 
 use std::fmt::Write as _;
-use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -18,9 +17,11 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         414 => "URI Too Long",
+        412 => "Precondition Failed",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
@@ -122,26 +123,6 @@ pub fn http_date(unix_seconds: i64) -> String {
     httpdate::fmt_http_date(time)
 }
 
-/// `If-Modified-Since`: is a file modified at `mtime` (seconds) unchanged since that date?
-/// A date that does not parse is ignored (RFC 9110 §13.1.3), so the answer is no.
-pub fn not_modified_since(if_modified_since: Option<&str>, mtime: i64) -> bool {
-    let Some(since) = if_modified_since.and_then(|v| httpdate::parse_http_date(v).ok()) else {
-        return false;
-    };
-    let since = since
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    mtime <= since
-}
-
-/// EMFILE, ENFILE, ENOMEM, ENOBUFS: the server is short of something; 503 and try later.
-pub fn is_resource_exhausted(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,15 +158,5 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert!(not_modified_since(
-            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
-            784111777
-        ));
-        assert!(!not_modified_since(
-            Some("Sun, 06 Nov 1994 08:49:36 GMT"),
-            784111777
-        ));
-        assert!(!not_modified_since(Some("yesterday"), 0));
-        assert!(!not_modified_since(None, 0));
     }
 }

@@ -14,9 +14,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use nix::errno::Errno;
 use nix::sys::socket::{send, MsgFlags};
 
-/// One `sendfile(2)` call moves at most this many bytes (Linux caps `count` at 2 GiB - 4 KiB).
-pub const SENDFILE_MAX: u64 = 0x7fff_f000;
-
 /// What one step of a transfer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moved {

@@ -88,7 +88,16 @@ pub const MODELS: &[TraceModel] = &[
         lab: "05-epoll-et",
         protocol: Protocol::Echo,
         calls: "epoll_create1,epoll_ctl,epoll_wait,epoll_pwait",
-        about: "epoll, edge-triggered: registered once, drained to EAGAIN",
+        about: "epoll, edge-triggered: registered once, a short read shows the socket drained",
+    },
+    TraceModel {
+        name: "epoll-et-drain",
+        bin: "echo-epoll-et",
+        args: &["--drain-to-eagain"],
+        lab: "05-epoll-et",
+        protocol: Protocol::Echo,
+        calls: "epoll_create1,epoll_ctl,epoll_wait,epoll_pwait",
+        about: "the textbook edge-triggered loop (--drain-to-eagain): read until EAGAIN",
     },
     TraceModel {
         name: "mio",
