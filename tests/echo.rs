@@ -1047,10 +1047,13 @@ fn assert_one_line(stderr: &str, what: &str) {
 fn blocking_stack_size_shrinks_vmsize_not_rss() {
     const CLIENTS: usize = 50;
     let growth = |extra: &[&str]| -> (u64, u64) {
+        // One malloc arena: glibc otherwise maps up to 8 per core, 64 MiB each, as threads
+        // first allocate, and how many a run gets varies by more than the stacks this measures.
         let server = BLOCKING_THREADS.start_with(
             BLOCKING_THREADS
                 .launch()
                 .args(extra.iter().copied())
+                .env("MALLOC_ARENA_MAX", "1")
                 .listen_on(Transport::Tcp),
         );
         let before = vm_size_and_rss_kib(server.pid);

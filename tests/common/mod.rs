@@ -262,6 +262,7 @@ pub struct Launch {
     program: PathBuf,
     args: Vec<String>,
     nofile_limit: Option<u64>,
+    env: Vec<(String, String)>,
     /// The Unix socket's directory, kept alive by the [`ServerProcess`].
     socket_dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -272,8 +273,15 @@ impl Launch {
             program: program.as_ref().to_path_buf(),
             args: Vec::new(),
             nofile_limit: None,
+            env: Vec::new(),
             socket_dir: None,
         }
+    }
+
+    /// Sets an environment variable for the server.
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Launch {
@@ -324,6 +332,7 @@ impl Launch {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(limit) = self.nofile_limit {
             // SAFETY: the closure runs in the child between fork and exec, where only
             // async-signal-safe calls are allowed; it makes one setrlimit(2) call and allocates
