@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system tools netlab's tests and scripts use, from Debian's packages, when missing:
 # strace (the trace walkthrough and its test), curl (the file server's tests), nc (the servers'
-# "try:" hints), perf (syscall counts in the load generator's reports; optional, the reports
-# say when it is absent).
+# "try:" hints), lsof (lab 07's unlinked hint and its test), perf (syscall counts in the load
+# generator's reports; optional, the reports say when it is absent).
 # Needs root or sudo for apt-get; prints what it would install otherwise.
 set -euo pipefail
 
-declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [perf]=linux-perf)
+declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [lsof]=lsof [perf]=linux-perf)
 missing=()
-for tool in strace curl nc perf; do
+for tool in strace curl nc lsof perf; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
