@@ -22,7 +22,7 @@ case $name in
   echo-select) calls=pselect6,accept4,recvfrom,sendto,close ;;
   echo-poll) calls=poll,accept4,recvfrom,sendto,close ;;
   echo-epoll-lt | echo-epoll-et | echo-mio) calls=epoll_wait,epoll_ctl,accept4,recvfrom,sendto,close ;;
-  echo-uring) calls=io_uring_setup,io_uring_enter,accept4,recvfrom,sendto,close ;;
+  echo-uring) calls=io_uring_setup,io_uring_register,io_uring_enter,accept4,recvfrom,sendto,close ;;
   echo-fork) calls=accept4,clone,clone3,fork,wait4,recvfrom,sendto,close,exit_group ;;
   *) echo "trace.sh: unknown server '$name'" >&2; echo "$usage" >&2; exit 2 ;;
 esac

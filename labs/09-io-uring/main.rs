@@ -41,6 +41,7 @@ use netlab_core::{
     exit_on_error, is_fd_exhausted, parse_args, AcceptPause, Model, Server, ServerArgs, Stats,
     Stream,
 };
+use nix::sys::resource::{getrlimit, Resource};
 
 /// Echo server on io_uring: submit the I/O, collect completions.
 #[derive(Parser)]
@@ -69,6 +70,8 @@ const RING_ENTRIES: u32 = 1024;
 /// batch; when it runs dry (ENOBUFS), the receives it ended are asked again for the next.
 const POOL_BUFFERS: u16 = 1024;
 const POOL_BUFFER: u32 = 1024;
+/// Slots in the registered file table (fds above it use the plain fd).
+const FILE_SLOTS: u64 = 65536;
 
 /// One connection, indexed by its fd.
 struct Conn {
@@ -124,6 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut ring = Ring::new(RING_ENTRIES, submission)?;
     ring.provide_buffers(POOL_BUFFERS, POOL_BUFFER)?;
+    // A slot per possible fd, so that a connection's slot is its fd number: as many as
+    // RLIMIT_NOFILE allows (the kernel's own cap on the table), up to FILE_SLOTS.
+    let (open_files, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    ring.register_file_table(open_files.min(FILE_SLOTS) as u32)?;
     ring.poll_readable(signals_fd)?;
     let mut echo = Echo {
         server: &server,
@@ -197,6 +204,9 @@ impl Echo<'_> {
     /// A new connection: its first and only receive, multishot.
     fn add(&mut self, ring: &mut Ring, stream: Stream) -> anyhow::Result<()> {
         let fd = stream.as_raw_fd();
+        if let Err(e) = ring.register_file(fd) {
+            eprintln!("echo-uring: register fd {fd}: {e}; using it unregistered");
+        }
         let slot = usize::try_from(fd)?;
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);
@@ -292,6 +302,9 @@ impl Echo<'_> {
         }
         if done && conn.recv == Recv::Off && conn.sending == 0 {
             let slot = usize::try_from(fd)?;
+            if let Err(e) = ring.unregister_file(fd) {
+                eprintln!("echo-uring: unregister fd {fd}: {e}");
+            }
             self.conns[slot] = None; // close(2)
             self.pause.resume(); // an fd is free: accept again if EMFILE paused it
         }

@@ -21,13 +21,13 @@
 //! `io_uring_enter(2)` per batch to submit what is queued and wait for completions; the accepts,
 //! receives and sends themselves never appear in strace.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
 
 /// user_data of cancellations; their own completions are ignored.
 const CANCEL: u64 = u64::MAX;
@@ -39,7 +39,11 @@ const BUFFER_GROUP: u16 = 0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submission {
     /// The loop's own `io_uring_enter` submits and waits (`IORING_SETUP_SINGLE_ISSUER |
-    /// IORING_SETUP_DEFER_TASKRUN`: completion work runs only inside that call, in one batch).
+    /// IORING_SETUP_DEFER_TASKRUN`: one thread submits, and the kernel's completion work runs
+    /// only inside that call, as one batch, never interrupting the loop elsewhere).
+    /// `IORING_SETUP_COOP_TASKRUN` instead cost a little less CPU here but stalled: about one
+    /// half-close in 30 over a Unix socket left the client without its end of file for seconds
+    /// after the server's close(2) (see the lab's README).
     Enter,
     /// A kernel thread (`iou-sqp-PID`, one of the process's threads) polls the submission ring,
     /// so submitting needs no syscall while it is awake; it sleeps after `idle` without work.
@@ -54,12 +58,23 @@ pub struct OpId(u64);
 /// An io_uring instance and the operations it has in flight, with what each one borrowed.
 pub struct Ring {
     ring: IoUring,
-    in_flight: HashMap<u64, Op>,
-    next_id: u64,
+    /// The operations in flight, each at a slot that is reused once its last completion is in.
+    /// An operation's user_data is its slot and, above bit 32, its sequence number, so that a
+    /// late cancellation of a finished operation matches nothing instead of its slot's next one.
+    in_flight: Slab<(u32, Op)>,
+    next_seq: u32,
     pool: Option<BufferPool>,
     /// Set when `cancel_all` gave up waiting: the kernel may still write into the pool.
     leaked: bool,
+    /// Which fds are in the registered file table, at the slot of their own number.
+    fixed: Vec<bool>,
     reaped: Vec<(u64, i32, u32)>,
+}
+
+/// An fd as an operation names it.
+enum Target {
+    Fixed(types::Fixed),
+    Fd(types::Fd),
 }
 
 /// What an operation in flight holds on to until its last completion.
@@ -125,12 +140,61 @@ impl Ring {
         };
         Ok(Ring {
             ring: builder.build(entries)?,
-            in_flight: HashMap::new(),
-            next_id: 0,
+            in_flight: Slab::new(),
+            next_seq: 0,
             pool: None,
             leaked: false,
+            fixed: Vec::new(),
             reaped: Vec::new(),
         })
+    }
+
+    /// Makes a registered file table of `slots` empty slots
+    /// (`io_uring_register(IORING_REGISTER_FILES)`, sparse), for
+    /// [`register_file`](Self::register_file). The kernel refuses more slots than RLIMIT_NOFILE.
+    pub fn register_file_table(&mut self, slots: u32) -> io::Result<()> {
+        self.ring.submitter().register_files_sparse(slots)?;
+        self.fixed = vec![false; slots as usize];
+        Ok(())
+    }
+
+    /// Puts `fd` in the registered file table, at slot `fd`
+    /// (`io_uring_register(IORING_REGISTER_FILES_UPDATE)`): operations on it then name the slot
+    /// (`IOSQE_FIXED_FILE`) and the kernel skips looking the fd up and taking a reference on its
+    /// file for each one. Returns false, and changes nothing, when `fd` is beyond the table:
+    /// operations then use the fd as usual.
+    pub fn register_file(&mut self, fd: RawFd) -> io::Result<bool> {
+        let Some(slot) = usize::try_from(fd).ok().filter(|&s| s < self.fixed.len()) else {
+            return Ok(false);
+        };
+        self.ring
+            .submitter()
+            .register_files_update(slot as u32, &[fd])?;
+        self.fixed[slot] = true;
+        Ok(true)
+    }
+
+    /// Takes `fd` out of the registered file table. Call it before close(2): the table holds a
+    /// reference to the file, so the socket would stay open after the close.
+    pub fn unregister_file(&mut self, fd: RawFd) -> io::Result<()> {
+        if let Some(slot) = usize::try_from(fd)
+            .ok()
+            .filter(|&s| self.fixed.get(s) == Some(&true))
+        {
+            self.ring
+                .submitter()
+                .register_files_update(slot as u32, &[-1])?;
+            self.fixed[slot] = false;
+        }
+        Ok(())
+    }
+
+    /// How an operation names `fd`: its registered slot if it has one, else the fd.
+    fn target(&self, fd: RawFd) -> Target {
+        match usize::try_from(fd).ok().and_then(|s| self.fixed.get(s)) {
+            Some(true) => Target::Fixed(types::Fixed(fd as u32)),
+            _ => Target::Fd(types::Fd(fd)),
+        }
     }
 
     /// Gives the kernel a pool of `count` receive buffers of `size` bytes each
@@ -181,7 +245,10 @@ impl Ring {
                 "recv_multi needs provide_buffers first",
             ));
         }
-        let entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build();
+        let entry = match self.target(fd) {
+            Target::Fixed(slot) => opcode::RecvMulti::new(slot, BUFFER_GROUP).build(),
+            Target::Fd(fd) => opcode::RecvMulti::new(fd, BUFFER_GROUP).build(),
+        };
         self.push(entry, Op::RecvMulti { fd })
     }
 
@@ -190,9 +257,12 @@ impl Ring {
     pub fn send(&mut self, fd: RawFd, buf: Vec<u8>, start: usize, end: usize) -> io::Result<()> {
         let bytes = &buf[start..end];
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
+        let entry = match self.target(fd) {
+            Target::Fixed(slot) => opcode::Send::new(slot, bytes.as_ptr(), len),
+            Target::Fd(fd) => opcode::Send::new(fd, bytes.as_ptr(), len),
+        }
+        .flags(libc::MSG_NOSIGNAL)
+        .build();
         let op = Op::Send {
             fd,
             buf,
@@ -257,15 +327,16 @@ impl Ring {
     }
 
     fn push(&mut self, entry: squeue::Entry, op: Op) -> io::Result<OpId> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
         // Stored first: `op` is what keeps the entry's pointers valid.
-        self.in_flight.insert(id, op);
-        if let Err(e) = self.push_entry(&entry.user_data(id)) {
-            self.in_flight.remove(&id);
+        let slot = self.in_flight.insert((seq, op));
+        let user_data = u64::from(seq) << 32 | slot as u64;
+        if let Err(e) = self.push_entry(&entry.user_data(user_data)) {
+            self.in_flight.remove(slot);
             return Err(e);
         }
-        Ok(OpId(id))
+        Ok(OpId(user_data))
     }
 
     fn push_entry(&mut self, entry: &squeue::Entry) -> io::Result<()> {
@@ -299,14 +370,20 @@ impl Ring {
             Ok(result as usize)
         };
         let more = cqueue::more(flags);
+        let (slot, seq) = ((id & u64::from(u32::MAX)) as usize, (id >> 32) as u32);
+        // A cancellation's own completion (CANCEL) has no operation: it ends here.
+        match self.in_flight.get(slot) {
+            Some((in_flight, _)) if *in_flight == seq => {}
+            _ => return None,
+        }
         let op = if more {
-            match self.in_flight.get(&id)? {
+            match &self.in_flight[slot].1 {
                 Op::AcceptMulti => Op::AcceptMulti,
                 Op::RecvMulti { fd } => Op::RecvMulti { fd: *fd },
                 _ => return None, // only multishot operations complete more than once
             }
         } else {
-            self.in_flight.remove(&id)?
+            self.in_flight.remove(slot).1
         };
         Some(match op {
             Op::AcceptMulti => Completion::Accepted {
@@ -345,7 +422,11 @@ impl Ring {
     /// cancellation reached it reports success (a send's bytes did go out). An operation whose
     /// completion never came keeps its buffer forever: it is leaked, not freed.
     pub fn cancel_all(&mut self) -> Vec<Completion> {
-        let ids: Vec<u64> = self.in_flight.keys().copied().collect();
+        let ids: Vec<u64> = self
+            .in_flight
+            .iter()
+            .map(|(slot, (seq, _))| u64::from(*seq) << 32 | slot as u64)
+            .collect();
         for id in ids {
             if self.cancel(OpId(id)).is_err() {
                 break;
