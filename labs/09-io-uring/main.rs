@@ -106,8 +106,11 @@ impl Conn {
 /// The loop's state besides the ring: the connections and the accept.
 struct Echo<'a> {
     server: &'a Server,
+    /// Indexed by fd: `conns[11]` is the connection strace shows as fd 11.
     conns: Vec<Option<Conn>>,
+    /// A multishot accept is armed in the kernel.
     accepting: bool,
+    /// After EMFILE: no new accept until a connection closes or the backoff has passed.
     pause: AcceptPause,
 }
 
@@ -118,11 +121,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let server = Server::start(model, &cli.server)?;
     let signals_fd = server.signals.wake_fd().as_raw_fd();
-    let submission = match cli.sqpoll {
-        true => Submission::SqPoll {
+    let submission = if cli.sqpoll {
+        Submission::SqPoll {
             idle: Duration::from_secs(1),
-        },
-        false => Submission::Enter,
+        }
+    } else {
+        Submission::Enter
     };
 
     let mut ring = Ring::new(RING_ENTRIES, submission)?;

@@ -565,3 +565,142 @@ fn map_anonymous(len: usize) -> io::Result<*mut u8> {
     }
     Ok(address.cast())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Completion, Ring, Submission};
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// Every completion until `want` of them have come (bounded: 50 waits).
+    fn collect(ring: &mut Ring, want: usize) -> Vec<Completion> {
+        let mut all = Vec::new();
+        for _ in 0..50 {
+            all.extend(ring.submit_and_wait().unwrap());
+            if all.len() >= want {
+                break;
+            }
+        }
+        all
+    }
+
+    fn received(completions: &[Completion]) -> Vec<(Result<Vec<u8>, i32>, bool)> {
+        completions
+            .iter()
+            .filter_map(|c| match c {
+                Completion::Received { result, more, .. } => Some((
+                    result
+                        .as_ref()
+                        .map(|b| b.clone())
+                        .map_err(|e| e.raw_os_error().unwrap()),
+                    *more,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn multishot_receive_chunks_from_the_pool_then_ends_at_eof_and_sends_return_their_buffer() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut ring = Ring::new(8, Submission::Enter).unwrap();
+        ring.provide_buffers(4, 8).unwrap();
+        ring.recv_multi(server.as_raw_fd()).unwrap();
+        client.write_all(b"hello, world").unwrap(); // 12 bytes: a full buffer and a partial one
+        let chunks = received(&collect(&mut ring, 2));
+        let bytes: Vec<u8> = chunks
+            .iter()
+            .flat_map(|(r, _)| r.clone().unwrap())
+            .collect();
+        assert_eq!(bytes, b"hello, world");
+        assert!(chunks
+            .iter()
+            .all(|(r, more)| *more && r.as_ref().unwrap().len() <= 8));
+        // 40 bytes at once are more than the pool's 32: the kernel runs out within the batch
+        // (ENOBUFS ends the receive), the buffers are back once it is reaped, and a new
+        // receive gets the rest.
+        client.write_all(&[7; 40]).unwrap();
+        let (mut total, mut ran_dry) = (0, 0);
+        for _ in 0..20 {
+            for (result, more) in received(&collect(&mut ring, 1)) {
+                match result {
+                    Ok(bytes) => total += bytes.len(),
+                    Err(errno) => {
+                        assert_eq!((errno, more), (libc::ENOBUFS, false));
+                        ran_dry += 1;
+                        ring.recv_multi(server.as_raw_fd()).unwrap();
+                    }
+                }
+            }
+            if total == 40 {
+                break;
+            }
+        }
+        assert_eq!((total, ran_dry), (40, 1));
+        drop(client); // end of file: the last completion, empty and final
+        assert_eq!(
+            received(&collect(&mut ring, 1)),
+            vec![(Ok(Vec::new()), false)]
+        );
+
+        let (server, mut client) = UnixStream::pair().unwrap();
+        ring.send(server.as_raw_fd(), b"xxechoxx".to_vec(), 2, 6)
+            .unwrap();
+        let sent = collect(&mut ring, 1);
+        let Some(Completion::Sent {
+            buf, start, result, ..
+        }) = sent.into_iter().next()
+        else {
+            panic!("no send completion");
+        };
+        assert_eq!((buf, start, result.unwrap()), (b"xxechoxx".to_vec(), 2, 4));
+        let mut back = [0; 4];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"echo");
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_empty_pool_ends_the_receive_with_enobufs_and_a_new_one_gets_the_rest() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut ring = Ring::new(8, Submission::Enter).unwrap();
+        ring.provide_buffers(1, 4).unwrap(); // one 4-byte buffer
+        ring.recv_multi(server.as_raw_fd()).unwrap();
+        client.write_all(b"abcdefgh").unwrap();
+        // The kernel fills the one buffer, finds the pool empty for the rest (the buffer goes
+        // back only when the batch is reaped) and ends the receive.
+        let first = received(&collect(&mut ring, 2));
+        assert_eq!(
+            first,
+            vec![(Ok(b"abcd".to_vec()), true), (Err(libc::ENOBUFS), false)]
+        );
+        ring.recv_multi(server.as_raw_fd()).unwrap(); // as the lab does: ask again
+        let rest = received(&collect(&mut ring, 1));
+        assert_eq!(rest.first(), Some(&(Ok(b"efgh".to_vec()), true)));
+    }
+
+    #[test]
+    fn a_cancelled_receive_ends_with_ecanceled() {
+        let (server, _client) = UnixStream::pair().unwrap();
+        let mut ring = Ring::new(8, Submission::Enter).unwrap();
+        ring.provide_buffers(4, 8).unwrap();
+        let op = ring.recv_multi(server.as_raw_fd()).unwrap();
+        ring.cancel(op).unwrap();
+        assert_eq!(
+            received(&collect(&mut ring, 1)),
+            vec![(Err(libc::ECANCELED), false)]
+        );
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn bad_pools_are_refused() {
+        let mut ring = Ring::new(8, Submission::Enter).unwrap();
+        assert!(ring.recv_multi(0).is_err(), "no pool yet");
+        assert!(ring.provide_buffers(3, 8).is_err(), "not a power of two");
+        assert!(ring.provide_buffers(4, 0).is_err(), "empty buffers");
+        ring.provide_buffers(4, 8).unwrap();
+        assert!(ring.provide_buffers(4, 8).is_err(), "one pool per ring");
+    }
+}
