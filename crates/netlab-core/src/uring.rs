@@ -590,10 +590,10 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Completion::Received { result, more, .. } => Some((
-                    result
-                        .as_ref()
-                        .map(|b| b.clone())
-                        .map_err(|e| e.raw_os_error().unwrap()),
+                    match result {
+                        Ok(bytes) => Ok(bytes.clone()),
+                        Err(e) => Err(e.raw_os_error().unwrap()),
+                    },
                     *more,
                 )),
                 _ => None,
