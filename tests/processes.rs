@@ -101,11 +101,12 @@ fn unlinked_file_keeps_its_space_until_closed() {
 #[test]
 fn unlinked_names_its_pid_only_while_the_file_can_still_be_seen() {
     // Without --hold the demo is gone a moment after the hint: no command naming its pid.
+    // (32 MiB, as above: the demo checks free space, which other writers move too.)
     let dir = tempfile::tempdir().unwrap();
     let dir_arg = dir.path().to_str().unwrap();
     let quick = stdout_of(&run_demo(
         env!("CARGO_BIN_EXE_unlinked"),
-        &["--dir", dir_arg, "--size", "1MiB"],
+        &["--dir", dir_arg, "--size", "32MiB"],
     ));
     let hint = quick.lines().find(|l| l.starts_with("see it yourself:"));
     assert_eq!(
@@ -116,7 +117,7 @@ fn unlinked_names_its_pid_only_while_the_file_can_still_be_seen() {
 
     // With --hold the printed lsof command, run during the hold, shows exactly the deleted file.
     let mut demo = Command::new(env!("CARGO_BIN_EXE_unlinked"))
-        .args(["--dir", dir_arg, "--size", "1MiB", "--hold", "2"])
+        .args(["--dir", dir_arg, "--size", "32MiB", "--hold", "2"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
