@@ -52,7 +52,7 @@ struct Cli {
 
     /// Let a kernel thread poll the submission ring (IORING_SETUP_SQPOLL), so submitting costs
     /// no syscall. The thread (iou-sqp-PID) is one of this process's threads and its CPU counts
-    /// as the server's; it sleeps after 1 s without work.
+    /// as the server's; it spins while there is work and sleeps after `SQPOLL_IDLE` without.
     #[arg(long)]
     sqpoll: bool,
 }
@@ -70,6 +70,9 @@ const RING_ENTRIES: u32 = 1024;
 /// batch; when it runs dry (ENOBUFS), the receives it ended are asked again for the next.
 const POOL_BUFFERS: u16 = 1024;
 const POOL_BUFFER: u32 = 1024;
+/// How long `--sqpoll`'s kernel thread spins without work before it sleeps. Short: a spinning
+/// thread burns a core, and an EMFILE pause that retries every 100 ms must not keep it awake.
+const SQPOLL_IDLE: Duration = Duration::from_millis(10);
 /// Slots in the registered file table (fds above it use the plain fd).
 const FILE_SLOTS: u64 = 65536;
 
@@ -123,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let signals_fd = server.signals.wake_fd().as_raw_fd();
     let submission = if cli.sqpoll {
         Submission::SqPoll {
-            idle: Duration::from_secs(1),
+            idle: SQPOLL_IDLE,
         }
     } else {
         Submission::Enter
