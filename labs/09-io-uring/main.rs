@@ -125,9 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let server = Server::start(model, &cli.server)?;
     let signals_fd = server.signals.wake_fd().as_raw_fd();
     let submission = if cli.sqpoll {
-        Submission::SqPoll {
-            idle: SQPOLL_IDLE,
-        }
+        Submission::SqPoll { idle: SQPOLL_IDLE }
     } else {
         Submission::Enter
     };
