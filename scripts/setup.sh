@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system tools netlab's tests and scripts use, from Debian's packages, when missing:
 # strace (the trace walkthrough and its test), curl (the file server's tests), nc (the servers'
-# "try:" hints), perf (syscall counts in the load generator's reports; optional, the reports
-# say when it is absent), ip/ss/nstat (iproute2: lab 10's namespaces and socket states), tcpdump
-# (lab 10 prints the handshake's packets where it is installed; optional).
+# "try:" hints), lsof (lab 07's unlinked hint and its test), perf (syscall counts in the load
+# generator's reports; optional, the reports say when it is absent), ip/ss/nstat (iproute2: lab
+# 10's namespaces and socket states), tcpdump (lab 10 prints the handshake's packets where it is
+# installed; optional).
 # Needs root or sudo for apt-get; prints what it would install otherwise.
 # `scripts/setup.sh --browser` also installs chromium, to look at a report folder's index.html
 # headless (nothing else needs it).
 set -euo pipefail
 
-declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [perf]=linux-perf [ip]=iproute2 [ss]=iproute2 [tcpdump]=tcpdump)
-tools=(strace curl nc perf ip ss tcpdump)
+declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [lsof]=lsof [perf]=linux-perf [ip]=iproute2 [ss]=iproute2 [tcpdump]=tcpdump)
+tools=(strace curl nc lsof perf ip ss tcpdump)
 if [ "${1:-}" = --browser ]; then package_of[chromium]=chromium; tools+=(chromium); fi
 
 missing=()

@@ -99,6 +99,55 @@ fn unlinked_file_keeps_its_space_until_closed() {
 }
 
 #[test]
+fn unlinked_names_its_pid_only_while_the_file_can_still_be_seen() {
+    // Without --hold the demo is gone a moment after the hint: no command naming its pid.
+    // (32 MiB, as above: the demo checks free space, which other writers move too.)
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let quick = stdout_of(&run_demo(
+        env!("CARGO_BIN_EXE_unlinked"),
+        &["--dir", dir_arg, "--size", "32MiB"],
+    ));
+    let hint = quick.lines().find(|l| l.starts_with("see it yourself:"));
+    assert_eq!(
+        hint.map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" ")),
+        Some("run with --hold 30, then ls or lsof it".into()),
+        "{quick}"
+    );
+
+    // With --hold the printed lsof command, run during the hold, shows exactly the deleted file.
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_unlinked"))
+        .args(["--dir", dir_arg, "--size", "32MiB", "--hold", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = demo.id();
+    let mut stdout = BufReader::new(demo.stdout.take().unwrap());
+    let mut seen = String::new();
+    let command = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no hint:\n{seen}");
+        seen.push_str(&line);
+        if let Some((_, command)) = line.split_once(" or ") {
+            break command.trim().to_string();
+        }
+    };
+    assert_eq!(command, format!("lsof -a +L1 -p {pid}"), "{seen}");
+    let lsof = Command::new("lsof")
+        .args(command.split_whitespace().skip(1))
+        .output()
+        .expect("lsof is installed by scripts/setup.sh");
+    let rows = String::from_utf8_lossy(&lsof.stdout).into_owned();
+    let files: Vec<&str> = rows.lines().skip(1).collect(); // the first line is lsof's header
+    let name = format!("netlab-unlinked-{pid}.dat (deleted)");
+    assert_eq!(files.len(), 1, "{command}:\n{rows}");
+    assert!(files[0].ends_with(&name), "{command}:\n{rows}");
+    stdout.read_to_string(&mut seen).unwrap();
+    assert!(demo.wait().unwrap().success(), "{seen}");
+    assert!(seen.contains("observed:"), "{seen}");
+}
+
+#[test]
 fn demos_reject_bad_input_in_one_line_and_have_help() {
     for (bin, bad) in [
         (env!("CARGO_BIN_EXE_zombie"), "--children=0"),

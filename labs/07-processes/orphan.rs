@@ -1,9 +1,9 @@
 //! # Lab 07: an orphan is adopted
 //!
 //! ```text
-//! cargo run --bin orphan                  # adopted by init, or by whatever subreaper is above us
-//! cargo run --bin orphan -- --subreaper   # this demo is the subreaper: it adopts its grandchild
-//! strace -f -e trace=clone,prctl,exit_group,wait4 ./target/debug/orphan --subreaper
+//! cargo run --release --bin orphan                  # adopted by init, or by whatever subreaper is above us
+//! cargo run --release --bin orphan -- --subreaper   # this demo is the subreaper: it adopts its grandchild
+//! strace -f -e trace=clone,prctl,exit_group,wait4 ./target/release/orphan --subreaper
 //! ```
 //!
 //! Three processes: this demo (the top), a parent it forks, and that parent's child. The parent

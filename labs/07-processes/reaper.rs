@@ -1,9 +1,9 @@
 //! # Lab 07: the ways to reap children, side by side
 //!
 //! ```text
-//! cargo run --bin reaper
-//! cargo run --bin reaper -- --children 50
-//! strace -f -e trace=wait4,rt_sigaction,rt_sigprocmask,exit_group ./target/debug/reaper
+//! cargo run --release --bin reaper
+//! cargo run --release --bin reaper -- --children 50
+//! strace -f -e trace=wait4,rt_sigaction,rt_sigprocmask,exit_group ./target/release/reaper
 //! ```
 //!
 //! Each strategy runs in a fresh sub-process, so their signal dispositions and children do not

@@ -1,9 +1,9 @@
 //! # Lab 07: a deleted file lives until its last close
 //!
 //! ```text
-//! cargo run --bin unlinked                          # 64 MiB in $TMPDIR (or /tmp)
-//! cargo run --bin unlinked -- --dir /dev/shm --size 16MiB --hold 30
-//! strace -e trace=openat,write,fsync,unlink,fstat,statfs,readlink,close ./target/debug/unlinked
+//! cargo run --release --bin unlinked   # 64 MiB in $TMPDIR (or /tmp)
+//! cargo run --release --bin unlinked -- --dir /dev/shm --size 16MiB --hold 30
+//! strace -e trace=openat,write,fsync,unlink,fstat,statfs,readlink,close ./target/release/unlinked
 //! ```
 //!
 //! A name in a directory is only a link to an inode. `unlink` removes the name and lowers the
@@ -11,7 +11,8 @@
 //! count is 0 *and* no open file refers to it. So a process that holds the file open keeps the
 //! data: `/proc/PID/fd/N` shows the old path with ` (deleted)`, and `df` does not get the space
 //! back until the last `close`. This is the classic "disk full but du finds nothing" puzzle
-//! (a log file deleted under a running daemon); `lsof +L1` lists such files.
+//! (a log file deleted under a running daemon); `lsof -a +L1 -p PID` lists such files of one
+//! process.
 //!
 //! The demo measures free space with `statfs` (free blocks times block size) around each step.
 //! Other programs writing to the same filesystem move that number too, so only the short
@@ -98,10 +99,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         meta.blocks() as f64 * 512.0 / MIB
     );
     println!("/proc/{me}/fd/{fd} -> {}", link.display());
-    println!("see it yourself:            ls -l /proc/{me}/fd   or   lsof +L1 -p {me}");
     if cli.hold > 0 {
+        // -a: files that are both deleted (+L1, link count below 1) and this pid's; without it
+        // lsof ORs the two and lists every open file of the demo and every deleted file around.
+        println!("see it yourself:            ls -l /proc/{me}/fd   or   lsof -a +L1 -p {me}");
         println!("(holding it open for {} s)", cli.hold);
         std::thread::sleep(Duration::from_secs(cli.hold));
+        println!();
+        // Others wrote to the filesystem during the hold: measure close against now.
+        table.step("still open, after the hold")?;
+    } else {
+        // The pid is gone a moment after this line: a command naming it would find nothing.
+        println!("see it yourself:            run with --hold 30, then ls or lsof it");
     }
     println!();
 

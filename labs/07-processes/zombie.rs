@@ -1,9 +1,9 @@
 //! # Lab 07: a zombie is a child that exited and was not waited for
 //!
 //! ```text
-//! cargo run --bin zombie                 # 3 children, 5 s to look at them with ps
-//! cargo run --bin zombie -- --children 5 --hold 30
-//! strace -f -e trace=clone,exit_group,wait4 ./target/debug/zombie --hold 0
+//! cargo run --release --bin zombie   # 3 children, 5 s to look at them with ps
+//! cargo run --release --bin zombie -- --children 5 --hold 30
+//! strace -f -e trace=clone,exit_group,wait4 ./target/release/zombie --hold 0
 //! ```
 //!
 //! What to look for: the children exit at once, but they stay in the process table with state

@@ -1,38 +1,47 @@
 //! # Lab 09: an echo server on `io_uring`
 //!
 //! ```text
-//! cargo run --release --bin echo-uring
-//! strace -f -tt -e trace=io_uring_setup,io_uring_enter,close -p PID
+//! cargo build --release --bin echo-uring
+//! strace -f -tt -e trace=io_uring_setup,io_uring_register,io_uring_enter,close ./target/release/echo-uring
 //! ```
 //!
 //! What to look for: no `accept4`, no `recvfrom`, no `sendto` on a client socket (only on the
-//! signal pipe, which is read the ordinary way). Every other lab asks the
-//! kernel "which sockets are ready?" and then does the I/O itself (readiness). Here the server
-//! hands the kernel the I/O to do, "receive into this buffer", "send these bytes", through a
-//! ring of submissions in shared memory, and collects the results from a ring of completions
-//! (completion). One `io_uring_enter` submits a whole batch and waits for results:
+//! signal pipe, which is read the ordinary way). Every other lab asks the kernel "which sockets
+//! are ready?" and then does the I/O itself (readiness). Here the server hands the kernel the
+//! I/O to do through a ring of submissions in shared memory, and collects the results from a
+//! ring of completions (completion). One `io_uring_enter` submits a whole batch and waits:
 //!
 //! ```text
-//! io_uring_enter(9, 2, 1, IORING_ENTER_GETEVENTS, NULL, 128) = 2
+//! io_uring_enter(3, 2, 1, IORING_ENTER_GETEVENTS, NULL, 8) = 2
 //! ```
 //!
-//! reads "2 submitted, wait for at least 1 completion". The price: a buffer belongs to the kernel
-//! from submission until completion, so every connection with a receive in flight owns its own
-//! buffer (`BUFFER` bytes here), where the epoll labs share one scratch buffer per loop. Each
-//! connection has exactly one operation in flight, a receive or a send, so a client that never
-//! reads holds at most one buffer of the server's memory (`--max-pending` does not come into it).
+//! reads "2 submitted, wait for at least 1 completion". Four things keep the batches small:
+//!
+//! - **Multishot accept**: one submission accepts every connection that comes, each as its own
+//!   completion, until it fails (EMFILE) or is cancelled.
+//! - **Multishot receive into a shared pool**: one submission per connection receives every
+//!   chunk that arrives, into a buffer the kernel picks from one pool (a *provided buffer ring*)
+//!   only when data is there. A connection with nothing to read holds no buffer; each chunk is
+//!   copied out and its buffer goes straight back.
+//! - **One send in flight per connection**, from the connection's own copy of what it received:
+//!   sends happen in order, and a slow reader holds its own bytes, never the pool's buffers.
+//! - **`--max-pending`**: a connection whose unsent bytes reach it has its receive cancelled, and
+//!   asks again once the sends drain below it.
+//!
+//! `--sqpoll` adds a kernel thread that picks up submissions without any syscall.
 //!
 //! Compare with a readiness server: `diff labs/04-epoll-lt/main.rs labs/09-io-uring/main.rs`.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use clap::Parser;
-use netlab_core::uring::{Completion, Ring};
+use netlab_core::uring::{Completion, OpId, Ring, Submission};
 use netlab_core::{
     exit_on_error, is_fd_exhausted, parse_args, AcceptPause, Model, Server, ServerArgs, Stats,
     Stream,
 };
+use nix::sys::resource::{getrlimit, Resource};
 
 /// Echo server on io_uring: submit the I/O, collect completions.
 #[derive(Parser)]
@@ -40,6 +49,12 @@ use netlab_core::{
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+
+    /// Let a kernel thread poll the submission ring (IORING_SETUP_SQPOLL), so submitting costs
+    /// no syscall. The thread (iou-sqp-PID) is one of this process's threads and its CPU counts
+    /// as the server's; it spins while there is work and sleeps after `SQPOLL_IDLE` without.
+    #[arg(long)]
+    sqpoll: bool,
 }
 
 fn main() {
@@ -47,27 +62,94 @@ fn main() {
     exit_on_error("echo-uring", run(cli));
 }
 
-/// Each connection's receive buffer: the kernel holds it while a receive is in flight.
-const BUFFER: usize = 16 * 1024;
+/// Submissions the ring holds before `io_uring_enter` must take them (more are queued by
+/// submitting early).
+const RING_ENTRIES: u32 = 1024;
+/// The receive pool every connection shares: `POOL_BUFFERS` buffers of `POOL_BUFFER` bytes.
+/// Buffers go back as soon as a batch is reaped, so the pool must cover only the chunks of one
+/// batch; when it runs dry (ENOBUFS), the receives it ended are asked again for the next.
+const POOL_BUFFERS: u16 = 1024;
+const POOL_BUFFER: u32 = 1024;
+/// How long `--sqpoll`'s kernel thread spins without work before it sleeps. Short: a spinning
+/// thread burns a core, and an EMFILE pause that retries every 100 ms must not keep it awake.
+const SQPOLL_IDLE: Duration = Duration::from_millis(10);
+/// Slots in the registered file table (fds above it use the plain fd).
+const FILE_SLOTS: u64 = 65536;
+
+/// One connection, indexed by its fd.
+struct Conn {
+    #[allow(dead_code)] // owned, never read: dropping the connection is close(2)
+    stream: Stream,
+    /// The multishot receive, while the kernel holds one.
+    recv: Recv,
+    /// Bytes received and not yet handed to a send.
+    queued: Vec<u8>,
+    /// Bytes of the send in flight still to go (0: none in flight).
+    sending: usize,
+    /// The client finished sending: close once everything is echoed.
+    peer_finished: bool,
+    /// An error ended it: close once the kernel holds nothing of it.
+    failed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Recv {
+    Off,
+    Armed(OpId),
+    /// Cancelled; its last completion is still to come.
+    Stopping,
+}
+
+impl Conn {
+    fn unsent(&self) -> usize {
+        self.queued.len() + self.sending
+    }
+}
+
+/// The loop's state besides the ring: the connections and the accept.
+struct Echo<'a> {
+    server: &'a Server,
+    /// Indexed by fd: `conns[11]` is the connection strace shows as fd 11.
+    conns: Vec<Option<Conn>>,
+    /// A multishot accept is armed in the kernel.
+    accepting: bool,
+    /// After EMFILE: no new accept until a connection closes or the backoff has passed.
+    pause: AcceptPause,
+}
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let model = Model {
         name: "uring",
-        trace: "io_uring_setup,io_uring_enter,close",
+        trace: "io_uring_enter,close",
     };
     let server = Server::start(model, &cli.server)?;
     let signals_fd = server.signals.wake_fd().as_raw_fd();
+    let submission = if cli.sqpoll {
+        Submission::SqPoll { idle: SQPOLL_IDLE }
+    } else {
+        Submission::Enter
+    };
 
-    let mut ring = Ring::new(4096)?;
-    ring.accept(&server.listener)?;
+    let mut ring = Ring::new(RING_ENTRIES, submission)?;
+    ring.provide_buffers(POOL_BUFFERS, POOL_BUFFER)?;
+    // A slot per possible fd, so that a connection's slot is its fd number: as many as
+    // RLIMIT_NOFILE allows (the kernel's own cap on the table), up to FILE_SLOTS.
+    let (open_files, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    ring.register_file_table(open_files.min(FILE_SLOTS) as u32)?;
     ring.poll_readable(signals_fd)?;
-
-    // Indexed by fd; each connection has one operation in flight, which holds its buffer.
-    let mut conns: HashMap<RawFd, Stream> = HashMap::new();
-    let mut emfile_logged = false;
+    let mut echo = Echo {
+        server: &server,
+        conns: Vec::new(),
+        accepting: false,
+        pause: AcceptPause::default(),
+    };
     let mut stopping = false;
 
     while !stopping {
+        if !echo.accepting && !echo.pause.is_paused() {
+            ring.accept_multi(&server.listener)?; // again, after EMFILE or any other end
+            echo.accepting = true;
+        }
         let completions = match ring.submit_and_wait() {
             Ok(completions) => completions,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue, // EINTR: a signal
@@ -75,30 +157,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         };
         for completion in completions {
             match completion {
-                Completion::Accepted(Ok(fd)) => {
-                    let stream = server.listener.stream_from(fd);
-                    let fd = stream.as_raw_fd();
-                    conns.insert(fd, stream);
-                    Stats::add(&server.stats.connections, 1);
-                    ring.recv(fd, vec![0; BUFFER])?; // the first thing a connection does
-                    ring.accept(&server.listener)?; // and the next connection
-                    emfile_logged = false;
-                }
-                Completion::Accepted(Err(e)) if is_fd_exhausted(&e) => {
-                    // The connection stays queued; asking again at once would spin. Ask later.
-                    if !std::mem::replace(&mut emfile_logged, true) {
-                        eprintln!(
-                            "echo-uring: accept: {e}; retrying every {:?}",
-                            AcceptPause::BACKOFF
-                        );
+                Completion::Accepted { result, more } => {
+                    echo.accepting = more;
+                    match result {
+                        Ok(fd) => echo.add(&mut ring, server.listener.stream_from(fd))?,
+                        // The connection stays queued; asking again at once would spin.
+                        Err(e) if is_fd_exhausted(&e) => {
+                            echo.pause.pause("echo-uring", &e);
+                            ring.timeout(AcceptPause::BACKOFF)?; // wakes the loop to try again
+                        }
+                        Err(e) => eprintln!("echo-uring: accept: {e}"),
                     }
-                    ring.timeout(AcceptPause::BACKOFF)?;
                 }
-                Completion::Accepted(Err(e)) => {
-                    eprintln!("echo-uring: accept: {e}");
-                    ring.accept(&server.listener)?;
-                }
-                Completion::TimedOut => ring.accept(&server.listener)?,
+                Completion::TimedOut => {} // the accept pause may be over: checked at the top
                 Completion::Readable { .. } => {
                     // Stop after this batch: the rest of it may hold finished sends to count.
                     stopping = server.on_signal();
@@ -106,8 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ring.poll_readable(signals_fd)?; // one-shot: ask again
                     }
                 }
-                Completion::Received { fd, buf, result } => {
-                    on_received(&server.stats, &mut ring, &mut conns, fd, buf, result)?
+                Completion::Received { fd, result, more } => {
+                    echo.on_received(&mut ring, fd, result, more)?
                 }
                 Completion::Sent {
                     fd,
@@ -115,15 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     start,
                     end,
                     result,
-                } => on_sent(
-                    &server.stats,
-                    &mut ring,
-                    &mut conns,
-                    fd,
-                    buf,
-                    start..end,
-                    result,
-                )?,
+                } => echo.on_sent(&mut ring, fd, buf, start..end, result)?,
             }
         }
     }
@@ -137,56 +200,128 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Stats::add(&server.stats.bytes, sent as u64);
         }
     }
-    drop(conns);
+    drop(echo);
     server.finish();
     Ok(())
 }
 
-/// A receive finished: send back what arrived, or close on end of file or error.
-fn on_received(
-    stats: &Stats,
-    ring: &mut Ring,
-    conns: &mut HashMap<RawFd, Stream>,
-    fd: RawFd,
-    buf: Vec<u8>,
-    result: std::io::Result<usize>,
-) -> anyhow::Result<()> {
-    match result {
-        Ok(0) => {
-            conns.remove(&fd); // the client finished, and everything it sent was echoed
+impl Echo<'_> {
+    /// A new connection: its first and only receive, multishot.
+    fn add(&mut self, ring: &mut Ring, stream: Stream) -> anyhow::Result<()> {
+        let fd = stream.as_raw_fd();
+        if let Err(e) = ring.register_file(fd) {
+            eprintln!("echo-uring: register fd {fd}: {e}; using it unregistered");
         }
-        Ok(n) => ring.send(fd, buf, 0, n)?,
-        Err(_) => {
-            Stats::add(&stats.errors, 1); // ECONNRESET: only this connection ends
-            conns.remove(&fd);
+        let slot = usize::try_from(fd)?;
+        if self.conns.len() <= slot {
+            self.conns.resize_with(slot + 1, || None);
         }
+        self.conns[slot] = Some(Conn {
+            stream,
+            recv: Recv::Off,
+            queued: Vec::new(),
+            sending: 0,
+            peer_finished: false,
+            failed: false,
+        });
+        Stats::add(&self.server.stats.connections, 1);
+        self.update(ring, fd)
     }
-    Ok(())
-}
 
-/// A send finished: send the rest if it was partial, else receive again into the same buffer.
-fn on_sent(
-    stats: &Stats,
-    ring: &mut Ring,
-    conns: &mut HashMap<RawFd, Stream>,
-    fd: RawFd,
-    buf: Vec<u8>,
-    range: std::ops::Range<usize>,
-    result: std::io::Result<usize>,
-) -> anyhow::Result<()> {
-    match result {
-        Ok(sent) => {
-            Stats::add(&stats.bytes, sent as u64);
-            if range.start + sent < range.end {
-                ring.send(fd, buf, range.start + sent, range.end)?;
-            } else {
-                ring.recv(fd, buf)?;
+    /// A chunk arrived (or the receive ended): queue it for sending.
+    fn on_received(
+        &mut self,
+        ring: &mut Ring,
+        fd: RawFd,
+        result: std::io::Result<Vec<u8>>,
+        more: bool,
+    ) -> anyhow::Result<()> {
+        let stats = &self.server.stats;
+        let conn = conns_get(&mut self.conns, fd);
+        if !more {
+            conn.recv = Recv::Off;
+        }
+        match result {
+            Ok(bytes) if bytes.is_empty() => conn.peer_finished = true, // end of file
+            Ok(bytes) if conn.queued.is_empty() => conn.queued = bytes,
+            Ok(bytes) => conn.queued.extend_from_slice(&bytes),
+            // The pool ran dry during the batch; every buffer is back by now, so `update` asks
+            // again. ECANCELED: we stopped it (--max-pending).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ECANCELED)) => {}
+            Err(_) => {
+                Stats::add(&stats.errors, 1); // ECONNRESET: only this one ends
+                conn.failed = true;
             }
         }
-        Err(_) => {
-            Stats::add(&stats.errors, 1); // EPIPE, ECONNRESET: only this connection ends
-            conns.remove(&fd);
-        }
+        self.update(ring, fd)
     }
-    Ok(())
+
+    /// A send finished: send the rest if it was partial, else what queued up meanwhile.
+    fn on_sent(
+        &mut self,
+        ring: &mut Ring,
+        fd: RawFd,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+        result: std::io::Result<usize>,
+    ) -> anyhow::Result<()> {
+        let stats = &self.server.stats;
+        let conn = conns_get(&mut self.conns, fd);
+        conn.sending = 0;
+        match result {
+            Ok(sent) => {
+                Stats::add(&stats.bytes, sent as u64);
+                if range.start + sent < range.end {
+                    conn.sending = range.end - range.start - sent;
+                    ring.send(fd, buf, range.start + sent, range.end)?;
+                }
+            }
+            Err(_) => {
+                Stats::add(&stats.errors, 1); // EPIPE, ECONNRESET
+                conn.failed = true;
+            }
+        }
+        self.update(ring, fd)
+    }
+
+    /// Brings what the kernel holds for `fd` in line with what the connection wants: a send of
+    /// what is queued, a receive while unsent bytes stay below --max-pending, and close(2)
+    /// once it is finished and the kernel holds nothing of it.
+    fn update(&mut self, ring: &mut Ring, fd: RawFd) -> anyhow::Result<()> {
+        let max_pending = self.server.max_pending;
+        let conn = conns_get(&mut self.conns, fd);
+        if conn.sending == 0 && !conn.queued.is_empty() && !conn.failed {
+            let bytes = std::mem::take(&mut conn.queued);
+            conn.sending = bytes.len();
+            ring.send(fd, bytes, 0, conn.sending)?;
+        }
+        let done = conn.failed || (conn.peer_finished && conn.unsent() == 0);
+        let wants_bytes = !done && !conn.peer_finished && conn.unsent() < max_pending;
+        match conn.recv {
+            Recv::Off if wants_bytes => conn.recv = Recv::Armed(ring.recv_multi(fd)?),
+            Recv::Armed(op) if !wants_bytes => {
+                ring.cancel(op)?;
+                conn.recv = Recv::Stopping;
+            }
+            _ => {}
+        }
+        if done && conn.recv == Recv::Off && conn.sending == 0 {
+            let slot = usize::try_from(fd)?;
+            if let Err(e) = ring.unregister_file(fd) {
+                eprintln!("echo-uring: unregister fd {fd}: {e}");
+            }
+            self.conns[slot] = None; // close(2)
+            self.pause.resume(); // an fd is free: accept again if EMFILE paused it
+        }
+        Ok(())
+    }
+}
+
+/// The connection on `fd`: every completion is for an open one, as a connection closes only
+/// once the kernel holds nothing of it.
+fn conns_get(conns: &mut [Option<Conn>], fd: RawFd) -> &mut Conn {
+    let slot = usize::try_from(fd).expect("fds are not negative");
+    conns[slot]
+        .as_mut()
+        .expect("a completion for a closed connection")
 }

@@ -1,7 +1,7 @@
 //! Command-line parts shared by every server: the flags, size parsing, and errors that fit on
 //! one line.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,8 +11,10 @@ use clap::{Args, Parser};
 /// The flags every echo server takes. Flatten it into a lab's own `Cli`.
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// TCP address to listen on; port 0 picks a free port (the "listening" line says which).
-    #[arg(long, default_value = "127.0.0.1:7000")]
+    /// TCP address to listen on, `IP:PORT` or `HOST:PORT` (`localhost:7000`; a name that
+    /// resolves to several addresses listens on its loopback one); port 0 picks a free port
+    /// (the "listening" line says which).
+    #[arg(long, default_value = "127.0.0.1:7000", value_parser = parse_listen_addr)]
     pub addr: SocketAddr,
 
     /// Listen on a Unix-domain socket at PATH instead of TCP.
@@ -21,7 +23,9 @@ pub struct ServerArgs {
 
     /// listen(2) backlog: how many finished handshakes may wait for accept(). The kernel caps it
     /// at net.core.somaxconn.
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(i32).range(1..))]
+    // allow_hyphen_values: so that `--backlog -1` reaches parse_backlog and gets its message,
+    // instead of clap taking `-1` for an unknown flag.
+    #[arg(long, default_value_t = 16384, allow_hyphen_values = true, value_parser = parse_backlog)]
     pub backlog: i32,
 
     /// Unsent bytes one connection may hold before the server stops reading from it until it
@@ -54,6 +58,43 @@ pub fn parse_args<T: Parser>() -> T {
             std::process::exit(2);
         }
     }
+}
+
+/// `--addr`: `IP:PORT` as it is, or `HOST:PORT` resolved (getaddrinfo, which reads /etc/hosts).
+/// Of the addresses a name resolves to, a server binds one: the first loopback address, IPv4
+/// before IPv6 (`localhost` is often both 127.0.0.1 and ::1, and clients try 127.0.0.1 first),
+/// else the first address given.
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let resolved: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("'{text}' is not IP:PORT or HOST:PORT ({e})"))?
+        .collect();
+    let loopback = |v4: bool| {
+        resolved
+            .iter()
+            .find(|a| a.ip().is_loopback() && a.is_ipv4() == v4)
+    };
+    loopback(true)
+        .or_else(|| loopback(false))
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// `--backlog`: a listen(2) backlog of at least 1. (Linux would take 0 or a negative number
+/// too, and silently use 0 or somaxconn: an explicit error says more.)
+fn parse_backlog(text: &str) -> Result<i32, String> {
+    let backlog: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a whole number"))?;
+    if backlog < 1 {
+        return Err(format!("{backlog} is less than 1"));
+    }
+    i32::try_from(backlog).map_err(|_| format!("{backlog} is too large (at most {})", i32::MAX))
 }
 
 /// `--max-pending`: a size of at least one byte (at 0 a connection could never read anything).
@@ -122,8 +163,63 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, parse_size};
+    use super::{parse_duration, parse_size, ServerArgs};
+    use clap::Parser;
+    use std::net::SocketAddr;
     use std::time::Duration;
+
+    /// A server's command line: just the shared flags.
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, String> {
+        let argv = std::iter::once("echo-test").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map(|cli| cli.server)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn addr_takes_an_ip_or_a_host_name() {
+        let addr = |text: &str| parse(&["--addr", text]).map(|s| s.addr);
+        let expect = |text: &str| Ok(text.parse::<SocketAddr>().unwrap());
+        assert_eq!(addr("127.0.0.1:17600"), expect("127.0.0.1:17600"));
+        assert_eq!(addr("[::1]:0"), expect("[::1]:0"));
+        assert_eq!(addr("0.0.0.0:0"), expect("0.0.0.0:0"));
+        // localhost is in /etc/hosts on any Linux; whatever else it maps to, loopback wins.
+        assert_eq!(addr("localhost:17601"), expect("127.0.0.1:17601"));
+        assert_eq!(parse(&[]).unwrap().addr, "127.0.0.1:7000".parse().unwrap());
+        let no_port = addr("localhost").unwrap_err();
+        assert!(
+            no_port.contains("'localhost' is not IP:PORT or HOST:PORT"),
+            "{no_port}"
+        );
+        assert!(addr("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn backlog_must_be_a_positive_number_and_says_so() {
+        let backlog = |text: &str| parse(&["--backlog", text]).map(|s| s.backlog);
+        assert_eq!(backlog("1"), Ok(1));
+        assert_eq!(backlog("4096"), Ok(4096));
+        assert_eq!(parse(&[]).unwrap().backlog, 16384);
+        for (bad, why) in [
+            ("-1", "-1 is less than 1"),
+            ("0", "0 is less than 1"),
+            ("ten", "'ten' is not a whole number"),
+            ("99999999999", "99999999999 is too large"),
+        ] {
+            let message = backlog(bad).unwrap_err();
+            assert!(message.contains("--backlog"), "{bad}: {message}");
+            assert!(message.contains(why), "{bad}: {message}");
+            assert!(!message.contains("unexpected argument"), "{bad}: {message}");
+        }
+        // A flag after --backlog is still a missing value, not a backlog of "--addr".
+        assert!(parse(&["--backlog", "--addr", "127.0.0.1:0"]).is_err());
+    }
 
     #[test]
     fn durations_with_and_without_units() {
