@@ -347,11 +347,12 @@ print_fileserve() {
 # --- the runs, then the tables --------------------------------------------------------------
 say "servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 started=$(date +%s)
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if has_part servers; then run_servers; fi
 if has_part client; then run_client; fi
 if has_part fileserve; then run_fileserve; fi
 
-echo "bench-speed: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(($(date +%s) - started)) s of runs"
+echo "bench-speed: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) cores, load average $load_at_start at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(($(date +%s) - started)) s of runs"
 if has_part servers; then print_servers; fi
 if has_part client; then print_client; fi
 if has_part fileserve; then print_fileserve; fi
