@@ -21,7 +21,8 @@
 # MODELS (every event loop: c,epoll-lt,epoll-et,mio,uring,tokio,reuseport,select,poll),
 # PARTS (servers,client,fileserve), SERVER_CORE (1), CLIENT_CORE (0), NICE (-10),
 # NGINX_PORT (17880: the one fixed port, nginx's; everything else binds port 0),
-# FILESERVE_CONNECTIONS (8 keep-alive connections), TIMEOUT (5s: loadgen's echo timeout).
+# FILESERVE_CONNECTIONS (8 keep-alive connections), TIMEOUT (5s: loadgen's echo timeout),
+# BENCH_TOOLS (target/bench-tools: where tcp-echo-benchmark is installed).
 #
 # Everything it starts is stopped by pid when it exits (trap on EXIT). Only loopback is used.
 # tcp-echo-benchmark is installed once with `cargo install --locked` into target/bench-tools;
@@ -46,7 +47,7 @@ FILESERVE_CONNECTIONS=${FILESERVE_CONNECTIONS:-8}
 cd "$(dirname "$0")/.."
 REPO=$PWD
 BIN="${CARGO_TARGET_DIR:-target}/release"
-TOOLS="$REPO/target/bench-tools" # cargo install --root: project-local, ignored with target/
+TOOLS=${BENCH_TOOLS:-$REPO/target/bench-tools} # cargo install --root: project-local, ignored with target/
 
 say() { echo "bench-speed: $*" >&2; }
 die() { say "$*"; exit 1; }
