@@ -30,6 +30,12 @@
 # C compiler (it exits 69) makes its row say skipped, with why.
 set -euo pipefail
 
+case "${1:-}" in
+-h | --help) sed -n '2,/^set -euo/{/^# \{0,1\}/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+"") ;;
+*) echo "bench-speed: takes no arguments ('$1'); settings come from the environment, see --help" >&2; exit 2 ;;
+esac
+
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
