@@ -302,11 +302,20 @@ impl Transport {
     }
 }
 
-/// With both transports: per model, the Unix socket's figures over TCP's.
-fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
+/// With both transports: per model, the Unix socket's figures over TCP's. The rows are found
+/// by their transport, not their position, so `--transport unix,tcp` divides the same way;
+/// with rounds, the figures divided are the rows' medians.
+fn transport_ratios(reports: &[RunReport], models: &[ModelSpec], rounds: usize) -> String {
     let mut rows = Vec::new();
-    for (k, spec) in models.iter().enumerate() {
-        let (tcp, unix) = (&reports[2 * k], &reports[2 * k + 1]);
+    let find = |spec: &ModelSpec, t: Transport| {
+        let name = format!("{} {}", spec.name, t.name());
+        reports.iter().find(|r| r.model == name)
+    };
+    for spec in models {
+        let (Some(tcp), Some(unix)) = (find(spec, Transport::Tcp), find(spec, Transport::Unix))
+        else {
+            continue;
+        };
         if !tcp.status.measured() || !unix.status.measured() {
             continue;
         }
@@ -341,8 +350,13 @@ fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
         "unix srv us/msg",
         "unix/tcp",
     ];
+    let of = if rounds > 1 {
+        format!(", medians of {rounds} rounds")
+    } else {
+        String::new()
+    };
     format!(
-        "\nTCP loopback against a Unix socket, same server, same run (ratio = unix / tcp):\n{}",
+        "\nTCP loopback against a Unix socket, same server, same run{of} (ratio = unix / tcp):\n{}",
         render::text_table(&header, &rows)
     )
 }
@@ -472,7 +486,8 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         files.push(path);
     }
     let workload = plan.workload.describe();
-    let summary = (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models));
+    let summary =
+        (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models, plan.rounds));
     let charts = files[2..].to_vec();
     files.push(page::write(
         &out_dir,
