@@ -256,16 +256,30 @@ pub(crate) fn run_rounds(
     let load = environment::load_average();
     runs.into_iter()
         .zip(&entries)
-        .map(|(mut runs, (spec, transport))| {
-            let mut row = if total == 1 || runs.len() == 1 {
-                runs.remove(0)
-            } else {
-                rounds::combine(runs, load.clone())
-            };
+        .map(|(runs, (spec, transport))| {
+            let mut row = one_row(runs, &load);
             row.model = label(spec, *transport);
             row
         })
         .collect()
+}
+
+/// A model's rounds as its row: the run itself for one round, the medians and spreads
+/// ([`rounds::combine`]) for several. The row keeps its median round's client figures, so a
+/// client that saturated its core in any round is said here, with how many.
+fn one_row(mut runs: Vec<RunReport>, load: &str) -> RunReport {
+    let count = runs.len();
+    if count == 1 {
+        return runs.remove(0);
+    }
+    let saturated = runs.iter().filter(|r| r.client.warning.is_some()).count();
+    let mut row = rounds::combine(runs, load.to_string());
+    if saturated > 0 && row.status.measured() {
+        row.client.warning = Some(format!(
+            "client-bound in {saturated} of {count} rounds: a loadgen thread used 90% or more of its core, so msg/s there measures the client as much as the server; compare server CPU per message instead, or give the client more threads (-t) and cores"
+        ));
+    }
+    row
 }
 
 /// How the servers listen.
@@ -517,5 +531,38 @@ pub fn transport(reports: &[RunReport]) -> &'static str {
         (true, true) => "TCP on 127.0.0.1 and Unix-domain stream sockets",
         (false, true) => "Unix-domain stream sockets",
         _ => "TCP on 127.0.0.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds_of_c() -> Vec<RunReport> {
+        let text = include_str!("../tests/data/compare-two-rounds.json");
+        let rows: Vec<RunReport> = serde_json::from_str(text).unwrap();
+        let mut c = rows.into_iter().find(|r| r.model == "c").unwrap();
+        c.rounds = None;
+        c.client.warning = None;
+        let (mut slow, mut fast) = (c.clone(), c);
+        slow.msgs_per_s = 80_000.0;
+        fast.msgs_per_s = 90_000.0;
+        vec![slow, fast.clone(), fast]
+    }
+
+    #[test]
+    fn a_client_bound_round_is_said_even_when_the_median_round_was_not() {
+        let mut runs = rounds_of_c();
+        let row = one_row(runs.clone(), "1 1 1");
+        assert!(row.client.warning.is_none(), "no round saturated");
+        // Only the slow round, not the one the row keeps (nearest the median 90k).
+        runs[0].client.warning = Some("client-bound".into());
+        let row = one_row(runs, "1 1 1");
+        assert_eq!(row.msgs_per_s, 90_000.0);
+        let warning = row.client.warning.expect("a warning");
+        assert!(
+            warning.starts_with("client-bound in 1 of 3 rounds"),
+            "{warning}"
+        );
     }
 }
