@@ -1,34 +1,16 @@
 //! `loadgen compare` and `sweep` end to end on tiny workloads: rounds and spreads, the report
 //! folder and its page, and the bad input refused before any server starts.
 //!
-//! The echo servers belong to the root package, so they are built once here (`cargo build
-//! --bins -p netlab`, same target dir and profile) and passed with `--bin-dir`. Every run is a
-//! few hundred milliseconds of load.
+//! The echo servers belong to the root package, so they are built once (`common::server_dir`:
+//! `cargo build --bins -p netlab`, same target dir and profile) and passed with `--bin-dir`.
+//! Every run is a few hundred milliseconds of load.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+mod common;
+use common::server_dir;
 use netlab_loadgen::servers;
-
-fn server_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let profile = servers::own_profile_dir().expect("test binary location");
-        let root = servers::workspace_root().expect("tests run from the workspace");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(&root)
-            .args(["build", "--quiet", "--bins", "-p", "netlab"])
-            .env("CARGO_TARGET_DIR", profile.parent().unwrap());
-        if profile.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().expect("run cargo").success(), "build failed");
-        profile
-    })
-}
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
