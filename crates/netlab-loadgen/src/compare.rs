@@ -452,20 +452,26 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             .map(|r| bar(r, vec![f(r)], figure))
             .collect()
     };
+    // A row without server figures has no bar here (not a bar of zero).
     let cpu: Vec<Bar> = measured
         .iter()
-        .map(|r| {
-            let segments = match &r.server {
-                Some(s) if s.cpu_user_us_per_msg.is_finite() => {
-                    vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
-                }
-                // No clock tick in the window: the split is unknown, the total is not.
-                Some(s) => vec![0.0, s.cpu_us_per_msg],
-                None => vec![0.0, 0.0],
+        .filter_map(|r| {
+            let s = r.server.as_ref()?;
+            let segments = if s.cpu_user_us_per_msg.is_finite() {
+                vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
+            } else {
+                // No clock tick in the window: the split is unknown, the total is not, and
+                // it is drawn in a colour of its own rather than passed off as system time.
+                vec![0.0, 0.0, s.cpu_us_per_msg]
             };
-            bar(r, segments, Figure::ServerCpuUsPerMsg)
+            Some(bar(r, segments, Figure::ServerCpuUsPerMsg))
         })
         .collect();
+    let cpu_segments: &[&str] = if cpu.iter().any(|b| b.segments.len() > 2) {
+        &["user", "system", "split n/a"]
+    } else {
+        &["user", "system"]
+    };
     // The spread goes in the title: the subtitle is already as long as a chart is wide.
     let of_rounds = if plan.rounds > 1 {
         format!(", median and min..max of {} rounds", plan.rounds)
@@ -491,7 +497,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             "cpu-per-msg.svg",
             format!("Server CPU per message (us, user + system){of_rounds}"),
             "server CPU us/message",
-            &["user", "system"][..],
+            cpu_segments,
             cpu,
         ),
     ] {
