@@ -413,6 +413,14 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
             r.environment.load_average.clone(),
         ];
         let mut record = record;
+        if !r.status.measured() {
+            // A skipped or unavailable row was not measured: its figures are empty, not 0, so
+            // that a spreadsheet does not average or plot them as zeros.
+            let column = |name| CSV_HEADER.iter().position(|h| *h == name).unwrap();
+            for cell in &mut record[column("duration_s")..=column("syscalls_per_msg")] {
+                cell.clear();
+            }
+        }
         record.extend(rounds_columns(r));
         writer.write_record(&record)?;
     }

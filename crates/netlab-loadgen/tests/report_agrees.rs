@@ -89,7 +89,23 @@ fn json_csv_table_and_page_agree_on_every_median_spread_and_mark() {
             // The skipped row: no figure in any of the four.
             assert_eq!(row["status"], "skipped");
             assert_eq!(col(record, "status"), "skipped");
-            assert_eq!(col(record, "server_cpu_us_per_msg"), "");
+            for figure in [
+                "messages",
+                "msgs_per_s",
+                "p99_us",
+                "server_cpu_us_per_msg",
+                "bound",
+            ] {
+                assert_eq!(
+                    col(record, figure),
+                    "",
+                    "a skipped row's {figure} is empty, not 0"
+                );
+            }
+            assert_eq!(
+                col(record, "note"),
+                "skipped: echo-tokio not found in /nowhere"
+            );
             assert_eq!(col(record, "msgs_per_s_min"), "");
             let cells: Vec<&str> = line.split_whitespace().skip(1).collect();
             assert!(cells.iter().all(|c| *c == "-"), "{line}");
