@@ -250,3 +250,27 @@ fn unstable_is_exactly_a_spread_above_ten_percent_of_the_median() {
     // Below the median the same: the range, not the distance from the median, counts.
     assert!(unstable(&[94.0, 105.0, 105.5]));
 }
+
+#[test]
+fn the_page_escapes_every_name_it_did_not_write() {
+    let mut reports = reports();
+    reports[0].model = "<b>x&y</b>".into();
+    reports[0].note = Some("a \"quoted\" <note>".into());
+    let html = page::html(
+        &Page {
+            title: "t<i>",
+            workload: "w & <w>",
+            charts: &[],
+            preformatted: Some("<pre>"),
+        },
+        &reports,
+    )
+    .unwrap();
+    for raw in ["<b>x&y</b>", "<note>", "t<i>", "w & <w>", "<pre><pre>"] {
+        assert!(!html.contains(raw), "{raw} unescaped");
+    }
+    assert!(html
+        .contains("data-model=\"&lt;b&gt;x&amp;y&lt;/b&gt;\"><td>&lt;b&gt;x&amp;y&lt;/b&gt;</td>"));
+    assert!(html.contains("a &quot;quoted&quot; &lt;note&gt;"));
+    assert!(html.contains("<b>workload:</b> w &amp; &lt;w&gt;"));
+}
