@@ -81,7 +81,9 @@ pub fn bars(
         .map(|d| d.range.map_or(d.total(), |r| r.1.max(d.total())))
         .fold(0.0, f64::max)
         .max(1e-9)
-        * 1.15;
+        // A stacked chart's legend sits in the top right corner: leave the tallest bar's
+        // label room below it.
+        * if segment_names.len() > 1 { 1.4 } else { 1.15 };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(20)

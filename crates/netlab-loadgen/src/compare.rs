@@ -256,16 +256,30 @@ pub(crate) fn run_rounds(
     let load = environment::load_average();
     runs.into_iter()
         .zip(&entries)
-        .map(|(mut runs, (spec, transport))| {
-            let mut row = if total == 1 || runs.len() == 1 {
-                runs.remove(0)
-            } else {
-                rounds::combine(runs, load.clone())
-            };
+        .map(|(runs, (spec, transport))| {
+            let mut row = one_row(runs, &load);
             row.model = label(spec, *transport);
             row
         })
         .collect()
+}
+
+/// A model's rounds as its row: the run itself for one round, the medians and spreads
+/// ([`rounds::combine`]) for several. The row keeps its median round's client figures, so a
+/// client that saturated its core in any round is said here, with how many.
+fn one_row(mut runs: Vec<RunReport>, load: &str) -> RunReport {
+    let count = runs.len();
+    if count == 1 {
+        return runs.remove(0);
+    }
+    let saturated = runs.iter().filter(|r| r.client.warning.is_some()).count();
+    let mut row = rounds::combine(runs, load.to_string());
+    if saturated > 0 && row.status.measured() {
+        row.client.warning = Some(format!(
+            "client-bound in {saturated} of {count} rounds: a loadgen thread used 90% or more of its core, so msg/s there measures the client as much as the server; compare server CPU per message instead, or give the client more threads (-t) and cores"
+        ));
+    }
+    row
 }
 
 /// How the servers listen.
@@ -302,11 +316,20 @@ impl Transport {
     }
 }
 
-/// With both transports: per model, the Unix socket's figures over TCP's.
-fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
+/// With both transports: per model, the Unix socket's figures over TCP's. The rows are found
+/// by their transport, not their position, so `--transport unix,tcp` divides the same way;
+/// with rounds, the figures divided are the rows' medians.
+fn transport_ratios(reports: &[RunReport], models: &[ModelSpec], rounds: usize) -> String {
     let mut rows = Vec::new();
-    for (k, spec) in models.iter().enumerate() {
-        let (tcp, unix) = (&reports[2 * k], &reports[2 * k + 1]);
+    let find = |spec: &ModelSpec, t: Transport| {
+        let name = format!("{} {}", spec.name, t.name());
+        reports.iter().find(|r| r.model == name)
+    };
+    for spec in models {
+        let (Some(tcp), Some(unix)) = (find(spec, Transport::Tcp), find(spec, Transport::Unix))
+        else {
+            continue;
+        };
         if !tcp.status.measured() || !unix.status.measured() {
             continue;
         }
@@ -341,8 +364,13 @@ fn transport_ratios(reports: &[RunReport], models: &[ModelSpec]) -> String {
         "unix srv us/msg",
         "unix/tcp",
     ];
+    let of = if rounds > 1 {
+        format!(", medians of {rounds} rounds")
+    } else {
+        String::new()
+    };
     format!(
-        "\nTCP loopback against a Unix socket, same server, same run (ratio = unix / tcp):\n{}",
+        "\nTCP loopback against a Unix socket, same server, same run{of} (ratio = unix / tcp):\n{}",
         render::text_table(&header, &rows)
     )
 }
@@ -424,20 +452,26 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             .map(|r| bar(r, vec![f(r)], figure))
             .collect()
     };
+    // A row without server figures has no bar here (not a bar of zero).
     let cpu: Vec<Bar> = measured
         .iter()
-        .map(|r| {
-            let segments = match &r.server {
-                Some(s) if s.cpu_user_us_per_msg.is_finite() => {
-                    vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
-                }
-                // No clock tick in the window: the split is unknown, the total is not.
-                Some(s) => vec![0.0, s.cpu_us_per_msg],
-                None => vec![0.0, 0.0],
+        .filter_map(|r| {
+            let s = r.server.as_ref()?;
+            let segments = if s.cpu_user_us_per_msg.is_finite() {
+                vec![s.cpu_user_us_per_msg, s.cpu_system_us_per_msg]
+            } else {
+                // No clock tick in the window: the split is unknown, the total is not, and
+                // it is drawn in a colour of its own rather than passed off as system time.
+                vec![0.0, 0.0, s.cpu_us_per_msg]
             };
-            bar(r, segments, Figure::ServerCpuUsPerMsg)
+            Some(bar(r, segments, Figure::ServerCpuUsPerMsg))
         })
         .collect();
+    let cpu_segments: &[&str] = if cpu.iter().any(|b| b.segments.len() > 2) {
+        &["user", "system", "split n/a"]
+    } else {
+        &["user", "system"]
+    };
     // The spread goes in the title: the subtitle is already as long as a chart is wide.
     let of_rounds = if plan.rounds > 1 {
         format!(", median and min..max of {} rounds", plan.rounds)
@@ -463,7 +497,7 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
             "cpu-per-msg.svg",
             format!("Server CPU per message (us, user + system){of_rounds}"),
             "server CPU us/message",
-            &["user", "system"][..],
+            cpu_segments,
             cpu,
         ),
     ] {
@@ -472,7 +506,8 @@ pub fn compare(plan: &Plan, out: Option<&Path>) -> anyhow::Result<Outcome> {
         files.push(path);
     }
     let workload = plan.workload.describe();
-    let summary = (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models));
+    let summary =
+        (plan.transports.len() > 1).then(|| transport_ratios(&reports, &plan.models, plan.rounds));
     let charts = files[2..].to_vec();
     files.push(page::write(
         &out_dir,
@@ -502,5 +537,38 @@ pub fn transport(reports: &[RunReport]) -> &'static str {
         (true, true) => "TCP on 127.0.0.1 and Unix-domain stream sockets",
         (false, true) => "Unix-domain stream sockets",
         _ => "TCP on 127.0.0.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rounds_of_c() -> Vec<RunReport> {
+        let text = include_str!("../tests/data/compare-two-rounds.json");
+        let rows: Vec<RunReport> = serde_json::from_str(text).unwrap();
+        let mut c = rows.into_iter().find(|r| r.model == "c").unwrap();
+        c.rounds = None;
+        c.client.warning = None;
+        let (mut slow, mut fast) = (c.clone(), c);
+        slow.msgs_per_s = 80_000.0;
+        fast.msgs_per_s = 90_000.0;
+        vec![slow, fast.clone(), fast]
+    }
+
+    #[test]
+    fn a_client_bound_round_is_said_even_when_the_median_round_was_not() {
+        let mut runs = rounds_of_c();
+        let row = one_row(runs.clone(), "1 1 1");
+        assert!(row.client.warning.is_none(), "no round saturated");
+        // Only the slow round, not the one the row keeps (nearest the median 90k).
+        runs[0].client.warning = Some("client-bound".into());
+        let row = one_row(runs, "1 1 1");
+        assert_eq!(row.msgs_per_s, 90_000.0);
+        let warning = row.client.warning.expect("a warning");
+        assert!(
+            warning.starts_with("client-bound in 1 of 3 rounds"),
+            "{warning}"
+        );
     }
 }

@@ -45,15 +45,17 @@ body { font-family: sans-serif; margin: 2em; color: #222; max-width: 110em; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 p.meta { margin: 0.2em 0; color: #444; }
 div.table { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
-th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; white-space: nowrap; }
-th { background: #f2f2f2; text-align: right; }
-td { text-align: right; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 1em 0; }
+th, td { padding: 0.25em 0.35em; border-bottom: 1px solid #ddd; white-space: nowrap; }
+th { background: #f2f2f2; text-align: right; white-space: normal; vertical-align: bottom; }
+span.spread { color: #555; font-size: 0.9em; }
+td { text-align: right; vertical-align: top; font-variant-numeric: tabular-nums; }
 th:first-child, td:first-child { text-align: left; font-weight: bold; }
 tr.skipped td, tr.unavailable td { color: #888; }
 tr.errors td { background: #fde8e8; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
-.chart { flex: 1 1 560px; max-width: 900px; margin: 0; }
+.chart { flex: 1 1 560px; max-width: calc(50% - 0.5em); margin: 0; }
+@media (max-width: 1200px) { .chart { max-width: none; } }
 .chart svg { width: 100%; height: auto; border: 1px solid #eee; }
 ul.notes li { margin: 0.3em 0; }
 li.warn { color: #8a4b00; }
@@ -73,6 +75,19 @@ fn is_warning(note: &str) -> bool {
         ]
         .iter()
         .any(|w| note.contains(w))
+}
+
+/// A table cell as HTML: a median's ` [min..max]` spread goes on a line of its own, so that
+/// the table's twenty columns fit a screen (the text table keeps it on one line).
+fn cell_html(cell: &str) -> String {
+    match cell.split_once(" [") {
+        Some((value, spread)) => format!(
+            "{}<br><span class=\"spread\">[{}</span>",
+            escape(value),
+            escape(spread)
+        ),
+        None => escape(cell),
+    }
 }
 
 /// An SVG file's text without an XML prolog, ready to inline.
@@ -112,7 +127,9 @@ pub fn html(page: &Page, reports: &[RunReport]) -> anyhow::Result<String> {
 
     out.push_str("<div class=\"table\"><table>\n<thead><tr>");
     for h in TABLE_HEADER {
-        write!(out, "<th>{}</th>", escape(h))?;
+        // A header may break after a slash (`VmSize/conn`): the columns are narrower than
+        // their names.
+        write!(out, "<th>{}</th>", escape(h).replace('/', "/<wbr>"))?;
     }
     out.push_str("<th>status</th></tr></thead>\n<tbody>\n");
     for r in reports {
@@ -123,7 +140,7 @@ pub fn html(page: &Page, reports: &[RunReport]) -> anyhow::Result<String> {
             escape(&r.model)
         )?;
         for cell in render::row(r) {
-            write!(out, "<td>{}</td>", escape(&cell))?;
+            write!(out, "<td>{}</td>", cell_html(&cell))?;
         }
         writeln!(out, "<td>{}</td></tr>", escape(r.status.as_str()))?;
     }

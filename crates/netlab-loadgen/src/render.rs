@@ -197,6 +197,10 @@ pub fn table(reports: &[RunReport]) -> String {
 /// What a cell cannot say: per-model notes, then the ones that hold for the whole table.
 pub fn notes(reports: &[RunReport]) -> Vec<String> {
     let mut notes = rounds::notes(reports);
+    if reports.iter().any(|r| r.rounds.is_some()) {
+        // rounds::combine keeps one round whole for the figures without a spread.
+        notes.push("a figure without [a..b] is from the row's round whose msg/s is nearest the median (MB/s scaled to the median): a median p99 can sit above that round's p99.9".into());
+    }
     for r in reports {
         if let Some(note) = &r.note {
             notes.push(format!("{}: {note}", r.model));
@@ -409,6 +413,14 @@ fn csv_text(reports: &[RunReport]) -> anyhow::Result<String> {
             r.environment.load_average.clone(),
         ];
         let mut record = record;
+        if !r.status.measured() {
+            // A skipped or unavailable row was not measured: its figures are empty, not 0, so
+            // that a spreadsheet does not average or plot them as zeros.
+            let column = |name| CSV_HEADER.iter().position(|h| *h == name).unwrap();
+            for cell in &mut record[column("duration_s")..=column("syscalls_per_msg")] {
+                cell.clear();
+            }
+        }
         record.extend(rounds_columns(r));
         writer.write_record(&record)?;
     }

@@ -1,34 +1,16 @@
 //! `loadgen compare` and `sweep` end to end on tiny workloads: rounds and spreads, the report
 //! folder and its page, and the bad input refused before any server starts.
 //!
-//! The echo servers belong to the root package, so they are built once here (`cargo build
-//! --bins -p netlab`, same target dir and profile) and passed with `--bin-dir`. Every run is a
-//! few hundred milliseconds of load.
+//! The echo servers belong to the root package, so they are built once (`common::server_dir`:
+//! `cargo build --bins -p netlab`, same target dir and profile) and passed with `--bin-dir`.
+//! Every run is a few hundred milliseconds of load.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+mod common;
+use common::server_dir;
 use netlab_loadgen::servers;
-
-fn server_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let profile = servers::own_profile_dir().expect("test binary location");
-        let root = servers::workspace_root().expect("tests run from the workspace");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(&root)
-            .args(["build", "--quiet", "--bins", "-p", "netlab"])
-            .env("CARGO_TARGET_DIR", profile.parent().unwrap());
-        if profile.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().expect("run cargo").success(), "build failed");
-        profile
-    })
-}
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -370,6 +352,23 @@ fn a_model_not_built_or_absent_is_skipped_with_its_reason() {
         .unwrap()
         .starts_with("skipped: echo-tokio not found in"));
     assert_eq!(row("poll")["status"], "ok");
+    // A skipped model is no bar in any chart (not a bar of zero); the page still lists it.
+    for chart in ["throughput.svg", "p99.svg", "cpu-per-msg.svg"] {
+        let svg = std::fs::read_to_string(out_dir.path().join(chart)).unwrap();
+        // plotters writes a label as `>\nNAME\n</text>`.
+        assert!(
+            svg.contains(">\npoll\n</text>"),
+            "{chart} has the measured row"
+        );
+        for skipped in ["c", "tokio"] {
+            assert!(
+                !svg.contains(&format!(">\n{skipped}\n</text>")),
+                "{chart} charts skipped {skipped}"
+            );
+        }
+    }
+    let page = std::fs::read_to_string(out_dir.path().join("index.html")).unwrap();
+    assert!(page.contains("<tr class=\"skipped\" data-model=\"c\">"));
 }
 
 #[test]
@@ -409,7 +408,9 @@ fn transport_tcp_and_unix_gives_two_rows_per_model_and_the_ratio() {
     let out = tiny_compare(
         "poll,epoll-et",
         dir.path(),
-        &["--rounds", "1", "--transport", "tcp,unix"],
+        // unix first: the ratio must still be unix over tcp, found by name, not position;
+        // with rounds, of the medians.
+        &["--rounds", "2", "--transport", "unix,tcp"],
     );
     let table = stdout(&out);
     assert!(out.status.success(), "{table}{}", stderr(&out));
@@ -430,7 +431,7 @@ fn transport_tcp_and_unix_gives_two_rows_per_model_and_the_ratio() {
     let models: Vec<&str> = rows.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(
         models,
-        ["poll tcp", "poll unix", "epoll-et tcp", "epoll-et unix"]
+        ["poll unix", "poll tcp", "epoll-et unix", "epoll-et tcp"]
     );
     for (model, target) in &rows {
         assert_eq!(
@@ -447,17 +448,23 @@ fn transport_tcp_and_unix_gives_two_rows_per_model_and_the_ratio() {
     }
     // One ratio line per model: unix msg/s over tcp msg/s, as printed in the two rows.
     let ratios = table
-        .split("ratio = unix / tcp):\n")
+        .split("same run, medians of 2 rounds (ratio = unix / tcp):\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no ratio table: {table}"));
-    for (k, model) in ["poll", "epoll-et"].iter().enumerate() {
+    let median = |name: &str| {
+        let row = json.as_array().unwrap().iter().find(|r| r["model"] == name);
+        let row = row.unwrap_or_else(|| panic!("no {name} row"));
+        assert_eq!(row["msgs_per_s"], row["rounds"]["msgs_per_s"]["median"]);
+        row["msgs_per_s"].as_f64().unwrap()
+    };
+    for model in ["poll", "epoll-et"] {
         let line = ratios
             .lines()
             .find(|l| l.split_whitespace().next() == Some(model))
             .unwrap_or_else(|| panic!("{model}: {ratios}"));
         let cells: Vec<&str> = line.split_whitespace().collect();
-        let tcp = json[2 * k]["msgs_per_s"].as_f64().unwrap();
-        let unix = json[2 * k + 1]["msgs_per_s"].as_f64().unwrap();
+        let tcp = median(&format!("{model} tcp"));
+        let unix = median(&format!("{model} unix"));
         assert_eq!(cells[3], format!("{:.2}x", unix / tcp), "{line}");
     }
     assert!(std::fs::read_to_string(dir.path().join("index.html"))
