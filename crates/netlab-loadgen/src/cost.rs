@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use netlab_core::procfs;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One look at the server's process tree.
 #[derive(Debug, Clone, Default)]
@@ -160,11 +160,15 @@ pub struct ServerCost {
     pub open_fds: usize,
     /// User and system CPU: NaN (null in JSON) when no clock tick fell in the window to split
     /// the total by.
+    #[serde(deserialize_with = "null_as_nan")]
     pub cpu_user_s: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub cpu_system_s: f64,
     /// Server CPU over the window as a share of one core.
     pub cpu_busy: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub cpu_user_us_per_msg: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub cpu_system_us_per_msg: f64,
     pub cpu_us_per_msg: f64,
     /// The resolution of the per-message CPU figures: one clock tick (or 1 ns with schedstat)
@@ -285,6 +289,12 @@ impl ServerCost {
     }
 }
 
+/// serde_json writes a NaN as `null`; this reads `null` back as NaN, so a report with an unknown
+/// user/system split reads back as it was written.
+fn null_as_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +319,22 @@ mod tests {
         );
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn an_unknown_split_reads_back_from_json() {
+        let cost = ServerCost {
+            cpu_user_s: f64::NAN,
+            cpu_system_s: f64::NAN,
+            cpu_user_us_per_msg: f64::NAN,
+            cpu_system_us_per_msg: f64::NAN,
+            cpu_us_per_msg: 4.5,
+            ..ServerCost::default()
+        };
+        let json = serde_json::to_string(&cost).unwrap();
+        assert!(json.contains("\"cpu_user_s\":null"), "{json}");
+        let back: ServerCost = serde_json::from_str(&json).unwrap();
+        assert!(back.cpu_user_s.is_nan() && back.cpu_system_us_per_msg.is_nan());
+        assert_eq!(back.cpu_us_per_msg, 4.5);
     }
 }
