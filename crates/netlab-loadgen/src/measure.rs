@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::cost::{self, Sample, ServerCost};
 use crate::engine::{self, ClientCpu, Window};
 use crate::environment::Environment;
-use crate::report::{ClientReport, Percentiles, RunReport, Status};
+use crate::report::{ChurnReport, ClientReport, Percentiles, RunReport, Status};
 use crate::syscalls::{PerfCounter, SyscallReport};
 use crate::target::Target;
 use crate::workload::{BadArgument, Workload};
@@ -166,7 +166,19 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
             .into());
         }
     }
+    let time_wait_before = workload.churn.then(|| time_wait_by_side(&workload.target));
     let result = engine::run(workload, &mut sampler).context("load run failed")?;
+    let churn = time_wait_before.map(|before| {
+        let left = match (before, time_wait_by_side(&workload.target)) {
+            (Some(b), Some(a)) => (Some(a.0.saturating_sub(b.0)), Some(a.1.saturating_sub(b.1))),
+            _ => (None, None),
+        };
+        ChurnReport {
+            completed: result.connections_completed,
+            time_wait_client: left.0,
+            time_wait_server: left.1,
+        }
+    });
     let window_s = workload.duration.as_secs_f64();
     let messages = result.messages;
 
@@ -226,7 +238,30 @@ pub fn measure(workload: &Workload, options: MeasureOptions) -> anyhow::Result<R
         server_stopped: None,
         syscalls,
         rounds: None,
+        churn,
     })
+}
+
+/// TIME_WAIT sockets of a TCP target's connections, (client side, server side): those whose
+/// remote port is the server's, and those whose local port is. `None` for a Unix socket (no
+/// TIME_WAIT) or when /proc/net/tcp cannot be read.
+fn time_wait_by_side(target: &Target) -> Option<(u64, u64)> {
+    let Target::Tcp(server) = target else {
+        return None;
+    };
+    let sockets = netlab_core::netns::tcp_sockets().ok()?;
+    let waiting = sockets
+        .iter()
+        .filter(|s| s.state == netlab_core::netns::TcpState::TimeWait);
+    let (mut client, mut server_side) = (0, 0);
+    for s in waiting {
+        if s.remote.port() == server.port() && s.remote.ip() == server.ip() {
+            client += 1;
+        } else if s.local.port() == server.port() {
+            server_side += 1;
+        }
+    }
+    Some((client, server_side))
 }
 
 /// Client CPU per message and the bottleneck verdict.

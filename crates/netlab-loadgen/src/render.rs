@@ -232,6 +232,16 @@ pub fn notes(reports: &[RunReport]) -> Vec<String> {
         } else if let Some(line) = &r.server_stopped {
             notes.push(format!("{}: server: {line}", r.model));
         }
+        if let Some(c) = &r.churn {
+            let count = |n: Option<u64>| n.map_or("n/a".to_string(), |n| n.to_string());
+            notes.push(format!(
+                "{}: churn: {} connections lived and closed (msg/s is connections/s, syscalls/msg are per connection); TIME_WAIT left: client side {}, server side {}",
+                r.model,
+                c.completed,
+                count(c.time_wait_client),
+                count(c.time_wait_server)
+            ));
+        }
         if let Some(w) = &r.client.warning {
             notes.push(format!("{}: {w}", r.model));
         }

@@ -139,6 +139,22 @@ pub struct RunReport {
     /// then hold the medians.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<crate::rounds::Rounds>,
+    /// `--churn`: the lives completed and the TIME_WAIT sockets they left, by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnReport>,
+}
+
+/// What a `--churn` run left behind. The side that closes first keeps the TIME_WAIT socket for
+/// 60 s: loadgen closes after reading its echo, so the sockets are the client's, each holding an
+/// ephemeral port. Counted from /proc/net/tcp{,6} after the run, less what was there before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChurnReport {
+    /// Connections that went through connect, one echo and close.
+    pub completed: u64,
+    /// TIME_WAIT sockets whose remote port is the server's: the client's side.
+    pub time_wait_client: Option<u64>,
+    /// TIME_WAIT sockets whose local port is the server's.
+    pub time_wait_server: Option<u64>,
 }
 
 impl RunReport {
@@ -171,6 +187,7 @@ impl RunReport {
             server_stopped: None,
             syscalls: SyscallReport::absent("not measured"),
             rounds: None,
+            churn: None,
         }
     }
 

@@ -10,7 +10,7 @@ mod common;
 use common::server_dir;
 use netlab_loadgen::engine::{self, NoWindow};
 use netlab_loadgen::servers::{Listen, RunningServer};
-use netlab_loadgen::{RunReport, Target, Workload};
+use netlab_loadgen::{measure, Environment, MeasureOptions, RunReport, Target, Workload};
 
 fn churn(target: Target) -> Workload {
     Workload {
@@ -71,6 +71,40 @@ fn churn_against_two_servers_has_no_errors() {
         );
         assert_eq!(stopped.count("errors"), 0, "{bin}");
     }
+}
+
+/// The side that closes first keeps TIME_WAIT: loadgen closes each life after its echo, so the
+/// sockets left are the client's (its remote port is the server's), one per life, and none of
+/// the server's.
+#[test]
+fn churn_leaves_time_wait_on_the_client_side() {
+    let dir = server_dir();
+    let server = RunningServer::start(&dir.join("echo-epoll-lt"), &[], &Listen::Tcp, None).unwrap();
+    let workload = churn(server.target.clone());
+    let report = measure(
+        &workload,
+        MeasureOptions {
+            label: "epoll-lt".into(),
+            server_pid: Some(server.pid),
+            syscalls: false,
+            environment: Environment::detect(&workload),
+        },
+    )
+    .unwrap();
+    assert!(server.stop().exit_ok);
+    let churn = report
+        .churn
+        .expect("a churn run reports its TIME_WAIT sockets");
+    let client = churn.time_wait_client.expect("/proc/net/tcp is readable");
+    assert!(churn.completed > 0);
+    // Every life the client closed is in TIME_WAIT for 60 s, unless a later connect took its
+    // port over (tcp_tw_reuse=2, the default, allows that on loopback): at least half remain.
+    assert!(
+        client * 2 >= churn.completed,
+        "{client} client-side TIME_WAIT sockets for {} lives",
+        churn.completed
+    );
+    assert_eq!(churn.time_wait_server, Some(0));
 }
 
 #[test]
