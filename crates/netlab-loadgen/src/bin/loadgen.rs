@@ -138,7 +138,7 @@ struct LoadFlags {
 /// Flags for running the echo servers ourselves.
 #[derive(Args, Clone)]
 struct ServerFlags {
-    /// Models to run, comma-separated (blocking,select,poll,epoll-lt,epoll-et,mio,uring,fork) [default: all].
+    /// Models to run, comma-separated (blocking,select,poll,epoll-lt,epoll-et,mio,uring,tokio,c,reuseport,fork) [default: all].
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
 
