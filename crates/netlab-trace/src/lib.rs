@@ -152,12 +152,24 @@ fn wait_for_enter(term: &mut Terminal, next: &str) -> anyhow::Result<bool> {
         write!(term.output, "{prompt}")?;
     }
     term.output.flush()?;
-    let mut answer = String::new();
-    if term.input.read_line(&mut answer)? == 0 {
-        writeln!(term.output)?;
-        return Ok(false);
+    // One key at a time: main.rs turns the terminal's line editing off, so `q` acts at once
+    // (with line editing on, as through a pipe, `q` then Enter does the same). Other keys are
+    // ignored rather than taken as Enter.
+    loop {
+        let mut key = [0u8; 1];
+        if term.input.read(&mut key)? == 0 {
+            writeln!(term.output)?;
+            return Ok(false);
+        }
+        match key[0] {
+            b'\n' | b'\r' => return Ok(true),
+            b'q' | b'Q' => {
+                writeln!(term.output)?;
+                return Ok(false);
+            }
+            _ => {}
+        }
     }
-    Ok(!answer.trim().eq_ignore_ascii_case("q"))
 }
 
 /// The whole program: parse nothing, run everything. Errors come back as one message.
