@@ -109,6 +109,11 @@ fn list(term: &mut Terminal, cli: &Cli) -> anyhow::Result<()> {
         None => netlab_loadgen::servers::own_profile_dir(),
     };
     writeln!(term.output, "models:")?;
+    let about_width = models::MODELS
+        .iter()
+        .map(|m| m.about.len())
+        .max()
+        .unwrap_or(0);
     for m in models::MODELS {
         let built = dir.as_ref().is_some_and(|d| d.join(m.bin).is_file());
         let flags = if m.args.is_empty() {
@@ -118,7 +123,7 @@ fn list(term: &mut Terminal, cli: &Cli) -> anyhow::Result<()> {
         };
         writeln!(
             term.output,
-            "  {:<15} {:<62} {}{flags}{}",
+            "  {:<15} {:<about_width$} {}{flags}{}",
             m.name,
             m.about,
             m.bin,
