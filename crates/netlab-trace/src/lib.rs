@@ -157,9 +157,10 @@ fn wait_for_enter(term: &mut Terminal, next: &str) -> anyhow::Result<bool> {
         write!(term.output, "{prompt}")?;
     }
     term.output.flush()?;
-    // One key at a time: main.rs turns the terminal's line editing off, so `q` acts at once
-    // (with line editing on, as through a pipe, `q` then Enter does the same). Other keys are
-    // ignored rather than taken as Enter.
+    // One key at a time: main.rs turns the terminal's line editing off for the read, so `q` acts
+    // at once, and Ctrl-C (0x03) or Ctrl-D (0x04) arrive as keys that quit too (with line
+    // editing on, as through a pipe, `q` then Enter does the same). Other keys are ignored
+    // rather than taken as Enter.
     loop {
         let mut key = [0u8; 1];
         if term.input.read(&mut key)? == 0 {
@@ -167,8 +168,11 @@ fn wait_for_enter(term: &mut Terminal, next: &str) -> anyhow::Result<bool> {
             return Ok(false);
         }
         match key[0] {
-            b'\n' | b'\r' => return Ok(true),
-            b'q' | b'Q' => {
+            b'\n' | b'\r' => {
+                writeln!(term.output)?; // the key is not echoed: end the prompt's line
+                return Ok(true);
+            }
+            b'q' | b'Q' | 0x03 | 0x04 => {
                 writeln!(term.output)?;
                 return Ok(false);
             }
