@@ -109,6 +109,11 @@ fn list(term: &mut Terminal, cli: &Cli) -> anyhow::Result<()> {
         None => netlab_loadgen::servers::own_profile_dir(),
     };
     writeln!(term.output, "models:")?;
+    let about_width = models::MODELS
+        .iter()
+        .map(|m| m.about.len())
+        .max()
+        .unwrap_or(0);
     for m in models::MODELS {
         let built = dir.as_ref().is_some_and(|d| d.join(m.bin).is_file());
         let flags = if m.args.is_empty() {
@@ -118,7 +123,7 @@ fn list(term: &mut Terminal, cli: &Cli) -> anyhow::Result<()> {
         };
         writeln!(
             term.output,
-            "  {:<15} {:<62} {}{flags}{}",
+            "  {:<15} {:<about_width$} {}{flags}{}",
             m.name,
             m.about,
             m.bin,
@@ -152,12 +157,28 @@ fn wait_for_enter(term: &mut Terminal, next: &str) -> anyhow::Result<bool> {
         write!(term.output, "{prompt}")?;
     }
     term.output.flush()?;
-    let mut answer = String::new();
-    if term.input.read_line(&mut answer)? == 0 {
-        writeln!(term.output)?;
-        return Ok(false);
+    // One key at a time: main.rs turns the terminal's line editing off for the read, so `q` acts
+    // at once, and Ctrl-C (0x03) or Ctrl-D (0x04) arrive as keys that quit too (with line
+    // editing on, as through a pipe, `q` then Enter does the same). Other keys are ignored
+    // rather than taken as Enter.
+    loop {
+        let mut key = [0u8; 1];
+        if term.input.read(&mut key)? == 0 {
+            writeln!(term.output)?;
+            return Ok(false);
+        }
+        match key[0] {
+            b'\n' | b'\r' => {
+                writeln!(term.output)?; // the key is not echoed: end the prompt's line
+                return Ok(true);
+            }
+            b'q' | b'Q' | 0x03 | 0x04 => {
+                writeln!(term.output)?;
+                return Ok(false);
+            }
+            _ => {}
+        }
     }
-    Ok(!answer.trim().eq_ignore_ascii_case("q"))
 }
 
 /// The whole program: parse nothing, run everything. Errors come back as one message.

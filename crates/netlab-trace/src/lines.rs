@@ -214,14 +214,21 @@ pub fn threads(calls: &[Call], main: i32) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Folds runs of calls of the same shape, made by the same thread, into one line each.
+/// Folds runs of calls of the same shape and the same note, made by the same thread, into one
+/// line each. Two calls alike but for their meaning (lab 13's listener and stop pipe, both
+/// `epoll_ctl(N, EPOLL_CTL_ADD, N, {events=EPOLLIN, ...})`) stay two lines, each with its note.
 fn fold_runs(calls: &[Call], main: i32, explain: impl Fn(&Call) -> Option<String>) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     for call in calls {
         let call_shape = shape(call);
         let bytes = bytes_moved(call).unwrap_or(0);
+        let note = explain(call);
         if let Some(last) = lines.last_mut() {
-            if last.tid == call.tid && last.shape == call_shape && call.kind == Kind::Syscall {
+            if last.tid == call.tid
+                && last.shape == call_shape
+                && last.note == note
+                && call.kind == Kind::Syscall
+            {
                 last.count += 1;
                 last.bytes += bytes;
                 continue;
@@ -237,7 +244,7 @@ fn fold_runs(calls: &[Call], main: i32, explain: impl Fn(&Call) -> Option<String
             tid: call.tid,
             kind: call.kind,
             result: call.result.clone(),
-            note: explain(call),
+            note,
             count: 1,
             bytes,
             shape: call_shape,
