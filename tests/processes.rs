@@ -2,6 +2,8 @@
 //! fork-per-connection echo server reaps (or, with `--reap none`, does not reap) its children
 //! and leaks no descriptors.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -156,13 +158,7 @@ fn demos_reject_bad_input_in_one_line_and_have_help() {
         (env!("CARGO_BIN_EXE_unlinked"), "--size=12q"),
         (env!("CARGO_BIN_EXE_echo-fork"), "--reap=sometimes"),
     ] {
-        let out = Command::new(bin).arg(bad).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{bin} {bad}: {stderr}");
-        let help = Command::new(bin).arg("--help").output().unwrap();
-        assert!(help.status.success(), "{bin} --help");
-        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage"));
+        common::assert_bad_input_is_one_line_and_help_works(bin, bad);
     }
     let missing = Command::new(env!("CARGO_BIN_EXE_unlinked"))
         .args(["--dir", "/nonexistent/netlab"])

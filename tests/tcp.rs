@@ -3,6 +3,8 @@
 //! The demos that need a private network namespace exit 77 where none can be made; those
 //! tests then print why and pass without asserting (on this machine and in CI they run).
 
+mod common;
+
 use std::process::{Command, Output};
 
 const SKIPPED: i32 = netlab_core::netns::EXIT_SKIPPED;
@@ -357,12 +359,6 @@ fn demos_reject_bad_input_in_one_line_and_have_help() {
         (env!("CARGO_BIN_EXE_keepalive"), "--count=0"),
         (env!("CARGO_BIN_EXE_nagle"), "--variants=fast"),
     ] {
-        let out = Command::new(bin).arg(bad).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{bin} {bad}: {stderr}");
-        let help = Command::new(bin).arg("--help").output().unwrap();
-        assert!(help.status.success(), "{bin} --help");
-        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage"));
+        common::assert_bad_input_is_one_line_and_help_works(bin, bad);
     }
 }
