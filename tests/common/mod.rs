@@ -745,6 +745,17 @@ pub fn assert_same_bytes(expected: &[u8], actual: &[u8], what: &str) {
     }
 }
 
+/// A demo binary refuses `bad` with exit status 2 and one line on stderr, and `--help` works.
+pub fn assert_bad_input_is_one_line_and_help_works(bin: &str, bad: &str) {
+    let out = Command::new(bin).arg(bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{bin} {bad}: {stderr}");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success(), "{bin} --help");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,15 +792,4 @@ mod tests {
         assert_eq!(first_difference(b"abc", b"ab"), Some(2));
         assert_eq!(first_difference(b"abc", b"abc"), None);
     }
-}
-
-/// A demo binary refuses `bad` with exit status 2 and one line on stderr, and `--help` works.
-pub fn assert_bad_input_is_one_line_and_help_works(bin: &str, bad: &str) {
-    let out = Command::new(bin).arg(bad).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{bin} {bad}: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{bin} {bad}: {stderr}");
-    let help = Command::new(bin).arg("--help").output().unwrap();
-    assert!(help.status.success(), "{bin} --help");
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage"));
 }
