@@ -21,7 +21,7 @@
 //! `io_uring_enter(2)` per batch to submit what is queued and wait for completions; the accepts,
 //! receives and sends themselves never appear in strace.
 //!
-//! The file runs past 600 lines (570 of code, the rest its tests) on purpose: every `unsafe`
+//! The file runs past 750 lines (610 of code, the rest its tests) on purpose: every `unsafe`
 //! block here leans on the same two ownership rules above, and keeping the ring, the buffer pool
 //! and the operations in one file keeps that argument in one place.
 
@@ -45,9 +45,6 @@ pub enum Submission {
     /// The loop's own `io_uring_enter` submits and waits (`IORING_SETUP_SINGLE_ISSUER |
     /// IORING_SETUP_DEFER_TASKRUN`: one thread submits, and the kernel's completion work runs
     /// only inside that call, as one batch, never interrupting the loop elsewhere).
-    /// `IORING_SETUP_COOP_TASKRUN` instead cost a little less CPU here but stalled: about one
-    /// half-close in 30 over a Unix socket left the client without its end of file for seconds
-    /// after the server's close(2) (see the lab's README).
     Enter,
     /// A kernel thread (`iou-sqp-PID`, one of the process's threads) polls the submission ring,
     /// so submitting needs no syscall while it is awake; it sleeps after `idle` without work.
@@ -84,7 +81,8 @@ enum Target {
 /// What an operation in flight holds on to until its last completion.
 enum Op {
     AcceptMulti,
-    RecvMulti {
+    /// A multishot receive, or a single one (`recv_once`): they complete alike.
+    Recv {
         fd: RawFd,
     },
     Send {
@@ -94,6 +92,9 @@ enum Op {
         end: usize,
     },
     PollIn {
+        fd: RawFd,
+    },
+    HangUpWatch {
         fd: RawFd,
     },
     Timeout {
@@ -108,9 +109,9 @@ pub enum Completion {
         result: io::Result<OwnedFd>,
         more: bool,
     },
-    /// Multishot `recv`: bytes that arrived, copied out of the pool (empty: end of file).
-    /// `more: false`: the receive is no longer armed (end of file, an error, an empty pool
-    /// (ENOBUFS), a cancellation (ECANCELED), or the kernel ended it).
+    /// `recv` (multishot or once): bytes that arrived, copied out of the pool (empty: end of
+    /// file). `more: false`: the receive is no longer armed (end of file, an error, an empty
+    /// pool (ENOBUFS), a cancellation (ECANCELED), the kernel ended it, or it was a single one).
     Received {
         fd: RawFd,
         result: io::Result<Vec<u8>>,
@@ -126,6 +127,9 @@ pub enum Completion {
     },
     /// `poll_readable`: the fd has something to read.
     Readable { fd: RawFd },
+    /// `watch_hang_up`: the peer shut down its sending side, or the connection failed (or the
+    /// watch was cancelled).
+    HungUp { fd: RawFd },
     /// `timeout`: the time has passed.
     TimedOut,
 }
@@ -253,7 +257,28 @@ impl Ring {
             Target::Fixed(slot) => opcode::RecvMulti::new(slot, BUFFER_GROUP).build(),
             Target::Fd(fd) => opcode::RecvMulti::new(fd, BUFFER_GROUP).build(),
         };
-        self.push(entry, Op::RecvMulti { fd })
+        self.push(entry, Op::Recv { fd })
+    }
+
+    /// Queues a single `recv` on `fd` into a buffer of the pool: one completion, with what was
+    /// there (empty: end of file). Unlike a multishot receive it never waits for a wake-up
+    /// once the peer has shut down: the kernel answers at once with what is left, or with 0.
+    pub fn recv_once(&mut self, fd: RawFd) -> io::Result<OpId> {
+        let Some(pool) = &self.pool else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "recv_once needs provide_buffers first",
+            ));
+        };
+        let len = pool.size;
+        let entry = match self.target(fd) {
+            Target::Fixed(slot) => opcode::Recv::new(slot, std::ptr::null_mut(), len),
+            Target::Fd(fd) => opcode::Recv::new(fd, std::ptr::null_mut(), len),
+        }
+        .buf_group(BUFFER_GROUP)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT);
+        self.push(entry, Op::Recv { fd })
     }
 
     /// Queues a `send(fd, &buf[start..end], MSG_NOSIGNAL)`; the ring keeps `buf` until the
@@ -280,6 +305,18 @@ impl Ring {
     pub fn poll_readable(&mut self, fd: RawFd) -> io::Result<()> {
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32).build();
         self.push(entry, Op::PollIn { fd }).map(drop)
+    }
+
+    /// Queues a one-shot `poll(fd, POLLRDHUP)`: completes once the peer has shut down its
+    /// sending side, or the connection failed (POLLHUP and POLLERR always count). It holds a
+    /// reference to the socket: cancel it before close(2).
+    pub fn watch_hang_up(&mut self, fd: RawFd) -> io::Result<OpId> {
+        let events = libc::POLLRDHUP as u32;
+        let entry = match self.target(fd) {
+            Target::Fixed(slot) => opcode::PollAdd::new(slot, events).build(),
+            Target::Fd(fd) => opcode::PollAdd::new(fd, events).build(),
+        };
+        self.push(entry, Op::HangUpWatch { fd })
     }
 
     /// Queues a timer that completes after `after`.
@@ -383,7 +420,7 @@ impl Ring {
         let op = if more {
             match &self.in_flight[slot].1 {
                 Op::AcceptMulti => Op::AcceptMulti,
-                Op::RecvMulti { fd } => Op::RecvMulti { fd: *fd },
+                Op::Recv { fd } => Op::Recv { fd: *fd },
                 _ => return None, // only multishot operations complete more than once
             }
         } else {
@@ -397,7 +434,7 @@ impl Ring {
                 }),
                 more,
             },
-            Op::RecvMulti { fd } => Completion::Received {
+            Op::Recv { fd } => Completion::Received {
                 fd,
                 result: outcome.map(|_| received.unwrap_or_default()),
                 more,
@@ -414,9 +451,11 @@ impl Ring {
                 end,
                 result: outcome,
             },
-            // A failed or cancelled poll or timeout (only in `cancel_all`, when nobody acts on
-            // it any more) also comes back as `Readable` / `TimedOut`.
+            // A failed or cancelled poll or timeout also comes back as `Readable`, `HungUp` or
+            // `TimedOut` (a cancelled `poll_readable` or timeout only in `cancel_all`, when
+            // nobody acts on it any more).
             Op::PollIn { fd } => Completion::Readable { fd },
+            Op::HangUpWatch { fd } => Completion::HungUp { fd },
             Op::Timeout { .. } => Completion::TimedOut,
         })
     }
@@ -699,9 +738,37 @@ mod tests {
     }
 
     #[test]
+    fn the_hang_up_watch_fires_on_shutdown_and_single_receives_read_the_rest_then_zero() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let mut ring = Ring::new(8, Submission::Enter).unwrap();
+        ring.provide_buffers(4, 8).unwrap();
+        ring.watch_hang_up(server.as_raw_fd()).unwrap();
+        client.write_all(b"0123456789").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let fired = collect(&mut ring, 1);
+        assert!(matches!(fired[..], [Completion::HungUp { .. }]));
+        // Each single receive takes one buffer's worth (8 bytes), then the end of file.
+        let mut chunks = Vec::new();
+        for _ in 0..3 {
+            ring.recv_once(server.as_raw_fd()).unwrap();
+            chunks.extend(received(&collect(&mut ring, 1)));
+        }
+        assert_eq!(
+            chunks,
+            vec![
+                (Ok(b"01234567".to_vec()), false),
+                (Ok(b"89".to_vec()), false),
+                (Ok(Vec::new()), false)
+            ]
+        );
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
     fn bad_pools_are_refused() {
         let mut ring = Ring::new(8, Submission::Enter).unwrap();
         assert!(ring.recv_multi(0).is_err(), "no pool yet");
+        assert!(ring.recv_once(0).is_err(), "no pool yet");
         assert!(ring.provide_buffers(3, 8).is_err(), "not a power of two");
         assert!(ring.provide_buffers(4, 0).is_err(), "empty buffers");
         ring.provide_buffers(4, 8).unwrap();
