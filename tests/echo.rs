@@ -1,7 +1,7 @@
 //! One harness, every echo server: the behaviour every server must have, checked the same way for
 //! each I/O model over TCP and over a Unix-domain socket.
 //!
-//! Each behaviour is a function `fn(&Spec, Transport)`; the `servers!` table at the bottom turns
+//! Each behaviour is a function `fn(&Spec, Transport)`; the `every_server!` table at the bottom turns
 //! every (server, transport, behaviour) into its own `#[test]`, so a failure names all three:
 //! `epoll_lt::unix::half_close_echoes_everything_then_eof`.
 //!
@@ -103,15 +103,33 @@ const EPOLL_ET: Spec = Spec {
     concurrent: true,
     forks: false,
 };
+const EPOLL_ET_TO_EAGAIN: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-epoll-et"),
+    args: &["--drain-to-eagain"],
+    concurrent: true,
+    forks: false,
+};
 const MIO: Spec = Spec {
     program: env!("CARGO_BIN_EXE_echo-mio"),
     args: &[],
     concurrent: true,
     forks: false,
 };
+const MIO_TO_EAGAIN: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-mio"),
+    args: &["--drain-to-eagain"],
+    concurrent: true,
+    forks: false,
+};
 const URING: Spec = Spec {
     program: env!("CARGO_BIN_EXE_echo-uring"),
     args: &[],
+    concurrent: true,
+    forks: false,
+};
+const URING_SQPOLL: Spec = Spec {
+    program: env!("CARGO_BIN_EXE_echo-uring"),
+    args: &["--sqpoll"],
     concurrent: true,
     forks: false,
 };
@@ -1387,6 +1405,11 @@ every_server!(epoll_et, crate::EPOLL_ET; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]; tcp_only: [broken_read_once_stalls_a_large_message]);
+// The textbook edge-triggered loop (read until EAGAIN), kept behind a flag beside the default.
+every_server!(epoll_et_to_eagain, crate::EPOLL_ET_TO_EAGAIN; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
 every_server!(poll, crate::POLL; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
@@ -1410,7 +1433,16 @@ every_server!(mio, crate::MIO; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]);
+every_server!(mio_to_eagain, crate::MIO_TO_EAGAIN; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
 every_server!(uring, crate::URING; extra: [
+    echoes_50_concurrent_clients,
+    emfile_keeps_serving_without_spinning,
+]);
+// A kernel thread polls the submission ring; it must sleep when idle (the EMFILE check sees it).
+every_server!(uring_sqpoll, crate::URING_SQPOLL; extra: [
     echoes_50_concurrent_clients,
     emfile_keeps_serving_without_spinning,
 ]);
