@@ -25,6 +25,7 @@
 # BENCH_TOOLS (target/bench-tools: where tcp-echo-benchmark is installed).
 #
 # Everything it starts is stopped by pid when it exits (trap on EXIT). Only loopback is used.
+# jq and nginx come from the distribution's packages (scripts/setup.sh --bench, when missing).
 # tcp-echo-benchmark is installed once with `cargo install --locked` into target/bench-tools;
 # without network that row says skipped. A missing server binary or an echo-c built without a
 # C compiler (it exits 69) makes its row say skipped, with why.
@@ -76,7 +77,7 @@ for part in ${PARTS//,/ }; do
     case "$part" in servers | client | fileserve) ;; *) die "PARTS: unknown part '$part' (servers, client, fileserve)" ;; esac
 done
 command -v taskset >/dev/null || die "needs taskset (util-linux)"
-command -v jq >/dev/null || die "needs jq (apt-get install jq)"
+scripts/setup.sh --bench || die "scripts/setup.sh --bench could not install jq and nginx"
 
 PRIO=()
 if nice -n "$NICE" true 2>/dev/null; then PRIO=(nice -n "$NICE"); fi

@@ -15,7 +15,8 @@
 # On loopback the client is often the bottleneck (it copies every byte out of its socket), so
 # GB/s may be the client's limit; CPU per GiB is the figure that tells the server modes apart.
 #
-# Needs: cargo, taskset (util-linux), nginx and jq (installed with apt-get if absent; root).
+# Needs: cargo, taskset (util-linux), nginx and jq (scripts/setup.sh --bench installs them when
+# missing; root or sudo).
 # Everything it starts (two fileserve processes, one nginx) is killed by pid when it exits.
 set -euo pipefail
 
@@ -38,16 +39,8 @@ say() { echo "compare-fileserve: $*" >&2; }
 PRIO=()
 if nice -n "$NICE" true 2>/dev/null; then PRIO=(nice -n "$NICE"); fi
 
-need_package() { # command, package
-    if ! command -v "$1" >/dev/null 2>&1; then
-        say "installing $2 (apt-get)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-    fi
-}
-need_package nginx nginx
-need_package jq jq
-need_package taskset util-linux
+scripts/setup.sh --bench # nginx and jq from the distribution's packages, when missing
+command -v taskset >/dev/null || { say "needs taskset (util-linux)"; exit 1; }
 
 say "building fileserve and loadgen (release)"
 cargo build --release -q -p netlab --bin fileserve

@@ -7,12 +7,19 @@
 # installed; optional).
 # Needs root or sudo for apt-get; prints what it would install otherwise.
 # `scripts/setup.sh --browser` also installs chromium, to look at a report folder's index.html
-# headless (nothing else needs it).
+# headless (nothing else needs it); `--bench` also installs jq and nginx, for
+# scripts/bench-speed.sh and scripts/compare-fileserve.sh.
 set -euo pipefail
 
 declare -A package_of=([strace]=strace [curl]=curl [nc]=netcat-openbsd [lsof]=lsof [perf]=linux-perf [ip]=iproute2 [ss]=iproute2 [tcpdump]=tcpdump)
 tools=(strace curl nc lsof perf ip ss tcpdump)
-if [ "${1:-}" = --browser ]; then package_of[chromium]=chromium; tools+=(chromium); fi
+for arg in "$@"; do
+  case "$arg" in
+  --browser) package_of[chromium]=chromium; tools+=(chromium) ;;
+  --bench) package_of[jq]=jq; package_of[nginx]=nginx; tools+=(jq nginx) ;;
+  *) echo "setup: unknown option '$arg' (--browser, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for tool in "${tools[@]}"; do
@@ -31,7 +38,7 @@ $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
 required=(); for p in "${missing[@]}"; do [ "$p" = linux-perf ] || [ "$p" = tcpdump ] || required+=("$p"); done
 [ ${#required[@]} -eq 0 ] || $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${required[@]}"
 if [[ " ${missing[*]} " == *" linux-perf "* ]]; then
-  $sudo apt-get install -y -qq --no-install-recommends linux-perf || echo "setup: linux-perf not available; reports will mark syscall counts absent" >&2
+  $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends linux-perf || echo "setup: linux-perf not available; reports will mark syscall counts absent" >&2
 fi
 if [[ " ${missing[*]} " == *" tcpdump "* ]]; then
   $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends tcpdump || echo "setup: tcpdump not available; lab 10 will say so instead of printing packets" >&2
