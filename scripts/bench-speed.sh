@@ -15,7 +15,8 @@
 # anything else running moves the figures. Servers run on core SERVER_CORE, clients on
 # CLIENT_CORE (taskset), both at nice NICE when allowed. Every row is the median of ROUNDS
 # interleaved rounds (round r runs the rows in an order rotated by r-1: ABC, BCA, CAB, ...), with
-# min..max; a ratio is "within noise" when the two rows' min..max ranges overlap.
+# min..max; a ratio is "within noise" (~) when the two rows' min..max ranges overlap, and marked
+# ? when a row has a single round (no spread to judge by).
 #
 # Env: ROUNDS (3), DURATION (5s), WARMUP (1s), CONNECTIONS ("50 1000"), SIZE (512),
 # MODELS (every event loop: c,epoll-lt,epoll-et,mio,uring,tokio,reuseport,select,poll),
@@ -151,6 +152,9 @@ STATS_AWK='
     function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
     function median(a, n) { return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
     function overlap(lo1, hi1, lo2, hi2) { return lo1 <= hi2 && lo2 <= hi1 }
+    # The mark after a ratio: " ?" when a side has one round (no spread to judge noise by),
+    # " ~" when the min..max ranges overlap, nothing when they are apart.
+    function noise(lo1, hi1, n1, lo2, hi2, n2) { return (n1 < 2 || n2 < 2) ? " ?" : overlap(lo1, hi1, lo2, hi2) ? " ~" : "" }
 '
 
 # --- 1. servers: CPU per message against C --------------------------------------------------
@@ -211,7 +215,7 @@ print_servers() {
                     if (n[base] > 0 && m[i] != "c") {
                         delete b; for (r = 1; r <= n[base]; r++) b[r] = v[base, r]; sort(b, n[base])
                         bm = median(b, n[base])
-                        cell = cell sprintf(" %5.2fx%s", med / bm, overlap(lo, hi, b[1], b[n[base]]) ? " ~" : "")
+                        cell = cell sprintf(" %5.2fx%s", med / bm, noise(lo, hi, n[key], b[1], b[n[base]], n[base]))
                     } else if (m[i] == "c") cell = cell "  1.00x"
                     else cell = cell "   (no C)"
                     if (err[key] > 0) cell = cell " ERR" err[key]
@@ -220,7 +224,7 @@ print_servers() {
                 printf "\n"
             }
         }' "$SERVERS_TSV"
-    echo "x C: the median's ratio to C's median; ~ = within noise (the min..max ranges overlap). ERRn: n echo errors over the rounds."
+    echo "x C: the median's ratio to C's median; ~ = within noise (the min..max ranges overlap); ? = one round, no spread to judge by. ERRn: n echo errors over the rounds."
     awk -F'\t' '$8 == "client" || $8 == "both" { n++ } END { if (n) printf "loadgen reported its thread busy (bound client/both) in %d of %d runs: msg/s is shared by both cores; CPU per message is the figure to read.\n", n, NR }' "$SERVERS_TSV"
 }
 
@@ -303,15 +307,15 @@ print_client() {
                     key = c[j] SUBSEP (s == 1 ? "loadgen" : "tcp-echo-benchmark")
                     if (n[key] == 0) { cell[s] = (key in bad) ? bad[key] : "no rounds"; med[s] = ""; continue }
                     delete a; for (r = 1; r <= n[key]; r++) a[r] = v[key, r]; sort(a, n[key])
-                    med[s] = median(a, n[key]); lo[s] = a[1]; hi[s] = a[n[key]]
+                    med[s] = median(a, n[key]); lo[s] = a[1]; hi[s] = a[n[key]]; cnt[s] = n[key]
                     cell[s] = sprintf("%.2f (%.2f..%.2f)", med[s], lo[s], hi[s])
                     if (key in bad) cell[s] = cell[s] " +failed"
                 }
-                ratio = (med[1] != "" && med[2] != "") ? sprintf("%.2fx%s", med[1] / med[2], overlap(lo[1], hi[1], lo[2], hi[2]) ? " ~" : "") : "-"
+                ratio = (med[1] != "" && med[2] != "") ? sprintf("%.2fx%s", med[1] / med[2], noise(lo[1], hi[1], cnt[1], lo[2], hi[2], cnt[2])) : "-"
                 printf "%-12s %-30s %-30s %s\n", c[j], cell[1], cell[2], ratio
             }
         }' "$CLIENT_TSV"
-    echo "~ = within noise (the min..max ranges overlap). Target (issue 14): loadgen at most 0.85x. loadgen checks every echoed byte; tcp-echo-benchmark does not."
+    echo "~ = within noise (the min..max ranges overlap); ? = one round, no spread to judge by. Target (issue 14): loadgen at most 0.85x. loadgen checks every echoed byte; tcp-echo-benchmark does not."
 }
 
 # --- 3. fileserve against nginx, 1 MiB files ------------------------------------------------
@@ -345,11 +349,11 @@ print_fileserve() {
             }
             for (i = 1; i <= 3; i++) {
                 s = order[i]; if (n[s] == 0) continue
-                ratio = (s == "nginx") ? "1.00x" : (n["nginx"] ? sprintf("%.2fx%s", med[s] / med["nginx"], overlap(lo[s], hi[s], lo["nginx"], hi["nginx"]) ? " ~" : "") : "-")
+                ratio = (s == "nginx") ? "1.00x" : (n["nginx"] ? sprintf("%.2fx%s", med[s] / med["nginx"], noise(lo[s], hi[s], n[s], lo["nginx"], hi["nginx"], n["nginx"])) : "-")
                 printf "%-20s %-28s %s\n", (s == "nginx" ? "nginx (sendfile on)" : "fileserve " s), sprintf("%.1f (%.1f..%.1f)", med[s], lo[s], hi[s]), ratio
             }
         }' "$TMP/fileserve.err"
-    echo "~ = within noise (the min..max ranges overlap). Target (issue 14): fileserve sendfile at most 0.9x nginx."
+    echo "~ = within noise (the min..max ranges overlap); ? = one round, no spread to judge by. Target (issue 14): fileserve sendfile at most 0.9x nginx."
 }
 
 # --- the runs, then the tables --------------------------------------------------------------
