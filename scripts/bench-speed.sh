@@ -21,7 +21,8 @@
 # Env: ROUNDS (3), DURATION (5s), WARMUP (1s), CONNECTIONS ("50 1000"), SIZE (512),
 # MODELS (every event loop: c,epoll-lt,epoll-et,mio,uring,tokio,reuseport,select,poll),
 # PARTS (servers,client,fileserve), SERVER_CORE (1), CLIENT_CORE (0), NICE (-10),
-# NGINX_PORT (17880: the one fixed port, nginx's; everything else binds port 0),
+# NGINX_PORT (nginx's port; by default the first free one from 18080 on; everything else binds
+# port 0),
 # FILESERVE_CONNECTIONS (8 keep-alive connections), TIMEOUT (5s: loadgen's echo timeout),
 # BENCH_TOOLS (target/bench-tools: where tcp-echo-benchmark is installed).
 #
@@ -48,7 +49,7 @@ PARTS=${PARTS:-servers,client,fileserve}
 SERVER_CORE=${SERVER_CORE:-1}
 CLIENT_CORE=${CLIENT_CORE:-0}
 NICE=${NICE:--10}
-NGINX_PORT=${NGINX_PORT:-17880}
+NGINX_PORT=${NGINX_PORT:-}
 TIMEOUT=${TIMEOUT:-5s}
 FILESERVE_CONNECTIONS=${FILESERVE_CONNECTIONS:-8}
 
@@ -322,7 +323,7 @@ print_client() {
 FILESERVE_OUT="$TMP/fileserve.out"
 FILESERVE_SKIP=""
 run_fileserve() {
-    say "fileserve part: scripts/compare-fileserve.sh (ROUNDS=$ROUNDS DURATION=$DURATION, nginx on 127.0.0.1:$NGINX_PORT)"
+    say "fileserve part: scripts/compare-fileserve.sh (ROUNDS=$ROUNDS DURATION=$DURATION, nginx on 127.0.0.1:${NGINX_PORT:-the first free port from 18080})"
     # CONNECTIONS is set explicitly: when the caller exported this script's CONNECTIONS ("50 1000"),
     # compare-fileserve.sh would read it as its own keep-alive connection count.
     if ! ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SERVER_CORE=$SERVER_CORE CLIENT_CORE=$CLIENT_CORE \

@@ -26,7 +26,7 @@ WARMUP=${WARMUP:-1s}
 CONNECTIONS=${CONNECTIONS:-8}
 SERVER_CORE=${SERVER_CORE:-1}
 CLIENT_CORE=${CLIENT_CORE:-0}
-NGINX_PORT=${NGINX_PORT:-18080}
+NGINX_PORT=${NGINX_PORT:-} # empty: the first free port from 18080 on (nginx cannot report a port 0)
 # Servers and clients run at this nice level (when allowed: root), so compiles and tests of
 # other processes on the same cores take less of their time. All three servers get the same.
 NICE=${NICE:--10}
@@ -92,6 +92,13 @@ start_fileserve copy
 URL_BASE[copy]="http://$ADDR"
 SERVER_PID[copy]=$PID
 
+if [ -z "$NGINX_PORT" ]; then
+    for port in $(seq 18080 18179); do
+        ss -Htln "sport = :$port" | grep -q . || { NGINX_PORT=$port; break; }
+    done
+    [ -n "$NGINX_PORT" ] || { say "no free port in 18080-18179 for nginx; set NGINX_PORT"; exit 1; }
+fi
+
 # nginx, configured here: loopback only, sendfile on, no access log, one worker, everything
 # it writes inside $TMP, in the foreground (daemon off) so this script owns its pid.
 cat >"$TMP/nginx/nginx.conf" <<EOF
@@ -130,7 +137,7 @@ done
 URL_BASE[nginx]="http://127.0.0.1:$NGINX_PORT"
 SERVER_PID[nginx]=$WORKER # the worker serves; the master only waits
 
-say "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), worker pid $WORKER; fileserve sendfile pid ${SERVER_PID[sendfile]}, copy pid ${SERVER_PID[copy]}"
+say "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1:$NGINX_PORT, worker pid $WORKER; fileserve sendfile pid ${SERVER_PID[sendfile]}, copy pid ${SERVER_PID[copy]}"
 say "servers on core $SERVER_CORE, clients on core $CLIENT_CORE, ${PRIO[*]:-default priority}; $ROUNDS rounds x $DURATION per server and size"
 
 # --- the runs ---------------------------------------------------------------------------
