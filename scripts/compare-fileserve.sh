@@ -39,8 +39,12 @@ say() { echo "compare-fileserve: $*" >&2; }
 PRIO=()
 if nice -n "$NICE" true 2>/dev/null; then PRIO=(nice -n "$NICE"); fi
 
-scripts/setup.sh --bench # nginx and jq from the distribution's packages, when missing
-command -v taskset >/dev/null || { say "needs taskset (util-linux)"; exit 1; }
+# nginx and jq from the distribution's packages, when missing. A failed install of an optional
+# tool (perf, tcpdump) is no reason to stop; a missing nginx or jq is.
+scripts/setup.sh --bench || say "scripts/setup.sh --bench failed; going on with what is installed"
+for tool in nginx jq taskset; do
+    command -v "$tool" >/dev/null || { say "needs $tool (scripts/setup.sh --bench installs nginx and jq; taskset is util-linux)"; exit 1; }
+done
 
 say "building fileserve and loadgen (release)"
 cargo build --release -q -p netlab --bin fileserve

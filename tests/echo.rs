@@ -1,8 +1,8 @@
 //! One harness, every echo server: the behaviour every server must have, checked the same way for
 //! each I/O model over TCP and over a Unix-domain socket.
 //!
-//! Each behaviour is a function `fn(&Spec, Transport)`; the `every_server!` table at the bottom turns
-//! every (server, transport, behaviour) into its own `#[test]`, so a failure names all three:
+//! Each behaviour is a function `fn(&Spec, Transport)`; the `every_server!` table at the bottom
+//! turns every (server, transport, behaviour) into its own `#[test]`, so a failure names all three:
 //! `epoll_lt::unix::half_close_echoes_everything_then_eof`.
 //!
 //! ```text
